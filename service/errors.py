@@ -1,0 +1,93 @@
+"""The one place that maps errors to HTTP answers.
+
+API clients get RFC 9457 problem JSON; nobody ever gets a stack trace. Recipient
+pages register their own friendly HTML rendering through ``page_renderer``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from suppression.addresses import InvalidAddress
+from suppression.store import StoreBusy, StoreError
+from suppression.subscriptions import ContactNotFound
+from suppression.suppression_list import NothingToLift, RefusedLift, UnknownTopic
+from suppression.tokens import TokenExpired, TokenInvalid
+
+log = logging.getLogger("mailprefs.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+# domain error -> (status, title)
+_DOMAIN: dict[type[Exception], tuple[int, str]] = {
+    InvalidAddress: (422, "Invalid address"),
+    UnknownTopic: (422, "Unknown topic"),
+    RefusedLift: (409, "Suppression cannot be lifted"),
+    NothingToLift: (404, "No such suppression"),
+    TokenInvalid: (400, "Invalid link"),
+    ContactNotFound: (404, "Unknown link"),
+    TokenExpired: (410, "Link expired"),
+    StoreBusy: (503, "Database busy"),
+    StoreError: (503, "Database unavailable"),
+}
+
+PageRenderer = Callable[[Request[Any, Any, Any], int, str, Exception], Response[Any] | None]
+"""Renders a friendly page for requests it recognises (recipient pages), else None."""
+
+
+def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response[Any]:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def classify(exc: Exception) -> tuple[int, str, str | None]:
+    """(status, title, detail) for any exception; details only for errors we understand."""
+    for kind, (status, title) in _DOMAIN.items():
+        if isinstance(exc, kind):
+            return status, title, str(exc)
+    if isinstance(exc, ValidationException):
+        return exc.status_code, "Invalid request", exc.detail
+    if isinstance(exc, HTTPException):
+        return exc.status_code, exc.detail or "Error", None
+    return HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", None
+
+
+def _handle(
+    request: Request[Any, Any, Any], exc: Exception, renderers: Sequence[PageRenderer]
+) -> Response[Any]:
+    status, title, detail = classify(exc)
+    if status >= 500 and not isinstance(exc, StoreError):
+        # Type and route only: exception text can contain request data.
+        log.error("unhandled %s on %s", type(exc).__name__, request.scope.get("path_template"))
+    elif isinstance(exc, StoreError):
+        log.warning("store unavailable: %s", exc)
+    for render in renderers:
+        page = render(request, status, title, exc)
+        if page is not None:
+            return page
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        extra["errors"] = exc.extra
+    response = problem(status, title, detail, **extra)
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def exception_handlers(
+    renderers: Sequence[PageRenderer] = (),
+) -> dict[type[Exception], Callable[[Request[Any, Any, Any], Exception], Response[Any]]]:
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        return _handle(request, exc, renderers)
+
+    return {Exception: handle}

@@ -1,0 +1,64 @@
+"""Everything built from Settings once at start: keys, tokens, hasher, store, list."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from suppression.config import Settings
+from suppression.hashing import AddressHasher
+from suppression.keys import load_keys
+from suppression.sqlite_store import SqliteStore
+from suppression.store import Store
+from suppression.suppression_list import SuppressionList
+from suppression.tokens import Purpose, Tokens
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    tokens: Tokens
+    hasher: AddressHasher
+    suppressions: SuppressionList
+    clock: Clock
+    owns_store: bool
+
+    async def open(self) -> None:
+        if self.owns_store:
+            await self.store.open()
+
+    async def close(self) -> None:
+        if self.owns_store:
+            await self.store.close()
+
+
+def build_runtime(
+    settings: Settings, store: Store | None = None, clock: Clock | None = None
+) -> Runtime:
+    """Wire the domain objects; the store is opened by ``Runtime.open``."""
+    clock = clock or time.time
+    keys = load_keys(settings.key_file)
+    tokens = Tokens(
+        keys.signing_keys,
+        ttl={
+            Purpose.CONFIRM: settings.confirm_ttl_seconds,
+            Purpose.MANAGE: settings.manage_ttl_seconds,
+        },
+        clock=clock,
+    )
+    hasher = AddressHasher(keys.hash_secret)
+    owns = store is None
+    the_store: Store = store if store is not None else SqliteStore(settings.database)
+    return Runtime(
+        settings=settings,
+        store=the_store,
+        tokens=tokens,
+        hasher=hasher,
+        suppressions=SuppressionList(the_store, hasher, settings, clock),
+        clock=clock,
+        owns_store=owns,
+    )

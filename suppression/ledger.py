@@ -1,0 +1,265 @@
+"""The ledger: append-only, hash-chained events from which all current state derives.
+
+Every event is a frozen msgspec Struct in one tagged union. The personal part of
+what proves an event (IP address, user agent, the raw message, the address
+itself for ``ContactAdded``) is kept apart as :class:`Evidence`: the chain covers
+its SHA-256 digest, so erasure can delete the evidence and the chain still
+verifies.
+
+Chain: ``hash = SHA-256(prev_hash | seq | payload | evidence_digest)`` where
+``payload`` is the event's canonical JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+GENESIS = "0" * 64
+
+Channel = str
+"""link | one_click | preference_page | subscribe_form | mailto | staff | import | cli |
+api | esp:NAME"""
+
+SubscriptionStatus = Literal["subscribed", "pending", "unsubscribed"]
+Basis = Literal["consent", "soft_opt_in", "legitimate_interest", "implied"]
+ContactKind = Literal["person", "b2b_named", "b2b_generic"]
+SuppressionReason = Literal[
+    "unsubscribe", "objection", "complaint", "hard_bounce", "erasure", "staff", "esp"
+]
+# Reasons a person's own fresh confirmed opt-in does not lift: the list must keep
+# them whatever happens (a complaint, a dead mailbox, an erasure).
+STICKY_REASONS: frozenset[str] = frozenset({"complaint", "hard_bounce", "erasure"})
+
+
+class Evidence(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """What proves an event. Personal, hence erasable; the chain keeps its digest."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    message_id: str | None = None
+    token_id: str | None = None
+    note: str | None = None
+    address: str | None = None
+    """Only on ContactAdded / ContactUpdated (the address lives nowhere else in the ledger)."""
+    record: dict[str, str] | None = None
+    """A third party's record (an ESP's webhook or API item), flattened to strings."""
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    at: datetime
+    channel: Channel
+    actor: str
+    """Who acted: 'recipient', 'staff:alice', 'cli', 'esp:mc', 'system'."""
+
+
+class ContactAdded(_Event, frozen=True, kw_only=True):
+    contact_id: int
+    addr_hash: str
+    language: str | None = None
+    country: str | None = None
+    kind: ContactKind = "person"
+    source: str = "form"
+
+
+class ContactUpdated(_Event, frozen=True, kw_only=True):
+    contact_id: int
+    language: str | None = None
+    country: str | None = None
+    kind: ContactKind | None = None
+
+
+class Subscribed(_Event, frozen=True, kw_only=True):
+    contact_id: int
+    topic: str
+    status: Literal["subscribed", "pending"]
+    basis: Basis = "consent"
+    consent_text: str | None = None
+
+
+class Confirmed(_Event, frozen=True, kw_only=True):
+    contact_id: int
+    topics: tuple[str, ...]
+
+
+class Unsubscribed(_Event, frozen=True, kw_only=True):
+    """The person left a topic (or everything). Also suppresses their keyed hash, so the
+    opt-out outlives the contact record (imports, erasure)."""
+
+    contact_id: int
+    addr_hash: str
+    topic: str | None = None
+    """None: every topic (leave everything)."""
+
+
+class Suppressed(_Event, frozen=True, kw_only=True):
+    addr_hash: str
+    scope: str
+    """'global', 'topic:ID' or 'domain'."""
+    reason: SuppressionReason
+    contact_id: int | None = None
+
+
+class SuppressionLifted(_Event, frozen=True, kw_only=True):
+    addr_hash: str
+    scope: str
+    reason: SuppressionReason
+    """Which suppression is lifted (others on the same scope stay)."""
+    why: str
+    contact_id: int | None = None
+
+
+class Objected(_Event, frozen=True, kw_only=True):
+    contact_id: int | None = None
+    addr_hash: str
+    scope: Literal["third_party_data", "all"]
+
+
+class Bounced(_Event, frozen=True, kw_only=True):
+    addr_hash: str
+    permanent: bool
+    status: str | None = None
+    contact_id: int | None = None
+
+
+class Complained(_Event, frozen=True, kw_only=True):
+    addr_hash: str
+    contact_id: int | None = None
+
+
+class Erased(_Event, frozen=True, kw_only=True):
+    contact_id: int
+    addr_hash: str
+
+
+class PreferencesChanged(_Event, frozen=True, kw_only=True):
+    contact_id: int
+    language: str | None = None
+    paused_until: str | None = None
+    """ISO date, or '' to clear a pause."""
+
+
+Event = (
+    ContactAdded
+    | ContactUpdated
+    | Subscribed
+    | Confirmed
+    | Unsubscribed
+    | Suppressed
+    | SuppressionLifted
+    | Objected
+    | Bounced
+    | Complained
+    | Erased
+    | PreferencesChanged
+)
+
+_encoder = msgspec.json.Encoder(order="deterministic")
+_event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+_evidence_decoder = msgspec.json.Decoder(Evidence)
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(payload: bytes) -> Event:
+    return _event_decoder.decode(payload)
+
+
+def encode_evidence(evidence: Evidence) -> bytes:
+    return _encoder.encode(evidence)
+
+
+def decode_evidence(body: bytes) -> Evidence:
+    return _evidence_decoder.decode(body)
+
+
+def evidence_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def chain_hash(prev_hash: str, seq: int, payload: bytes, digest: str) -> str:
+    h = hashlib.sha256()
+    h.update(prev_hash.encode("ascii"))
+    h.update(b"|%d|" % seq)
+    h.update(payload)
+    h.update(b"|")
+    h.update(digest.encode("ascii"))
+    return h.hexdigest()
+
+
+def event_type(event: Event) -> str:
+    return type(event).__name__
+
+
+def event_contact(event: Event) -> int | None:
+    return getattr(event, "contact_id", None)
+
+
+def event_addr_hash(event: Event) -> str | None:
+    return getattr(event, "addr_hash", None)
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """One ledger row as read back."""
+
+    seq: int
+    at: str
+    type: str
+    contact_id: int | None
+    addr_hash: str | None
+    channel: str
+    actor: str
+    payload: bytes
+    evidence_digest: str
+    prev_hash: str
+    hash: str
+
+
+class ChainBroken(msgspec.Struct, frozen=True):
+    seq: int
+    problem: str
+
+
+def _check_row(row: StoredEvent, prev_hash: str, expect_seq: int) -> str | None:
+    """What is wrong with this row as the successor of ``prev_hash``, or None."""
+    if row.seq != expect_seq:
+        return f"missing event (next stored is #{row.seq})"
+    if row.prev_hash != prev_hash:
+        return "prev_hash does not match the previous event"
+    if chain_hash(prev_hash, row.seq, row.payload, row.evidence_digest) != row.hash:
+        return "hash does not match the event's content"
+    try:
+        event = decode_event(row.payload)
+    except msgspec.DecodeError:
+        return "payload is not a valid event"
+    if (
+        event_type(event) != row.type
+        or event.channel != row.channel
+        or event.actor != row.actor
+        or event.at.isoformat() != row.at
+        or event_contact(event) != row.contact_id
+        or event_addr_hash(event) != row.addr_hash
+    ):
+        return "indexed columns differ from the event's content"
+    return None
+
+
+def verify_chain(
+    rows: list[StoredEvent], prev_hash: str = GENESIS, expect_seq: int = 1
+) -> tuple[ChainBroken | None, str, int]:
+    """Check a run of consecutive rows; returns (first break, last hash, next seq).
+
+    Called page by page so a ledger of millions of rows verifies in constant memory.
+    """
+    for row in rows:
+        problem = _check_row(row, prev_hash, expect_seq)
+        if problem is not None:
+            return ChainBroken(expect_seq, problem), prev_hash, expect_seq
+        prev_hash = row.hash
+        expect_seq += 1
+    return None, prev_hash, expect_seq

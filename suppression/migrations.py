@@ -1,0 +1,78 @@
+"""Numbered schema migrations, applied in order at start (``PRAGMA user_version``).
+
+Never edit a migration that has shipped: add the next one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: contacts, subscriptions, suppressions, the ledger, its evidence, sync cursors
+    (
+        """CREATE TABLE contacts (
+            id INTEGER PRIMARY KEY,
+            address TEXT,
+            addr_hash BLOB NOT NULL UNIQUE,
+            language TEXT,
+            country TEXT,
+            kind TEXT NOT NULL DEFAULT 'person',
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            erased_at TEXT,
+            paused_until TEXT
+        )""",
+        """CREATE TABLE subscriptions (
+            contact_id INTEGER NOT NULL REFERENCES contacts(id),
+            topic TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('subscribed', 'pending', 'unsubscribed')),
+            basis TEXT NOT NULL,
+            since TEXT NOT NULL,
+            event_seq INTEGER NOT NULL,
+            PRIMARY KEY (contact_id, topic)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE suppressions (
+            addr_hash BLOB NOT NULL,
+            scope TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            since TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            event_seq INTEGER NOT NULL,
+            PRIMARY KEY (addr_hash, scope, reason)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            type TEXT NOT NULL,
+            contact_id INTEGER,
+            addr_hash TEXT,
+            channel TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            evidence_digest TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        "CREATE INDEX events_contact ON events(contact_id) WHERE contact_id IS NOT NULL",
+        "CREATE INDEX events_addr_hash ON events(addr_hash) WHERE addr_hash IS NOT NULL",
+        """CREATE TABLE evidence (
+            seq INTEGER PRIMARY KEY REFERENCES events(seq),
+            body BLOB NOT NULL
+        )""",
+        """CREATE TABLE sync_cursors (
+            connector TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('push', 'pull')),
+            position TEXT NOT NULL DEFAULT '',
+            last_ok TEXT,
+            last_error TEXT,
+            PRIMARY KEY (connector, direction)
+        ) WITHOUT ROWID""",
+        # The ledger is append-only: the database refuses edits and deletes of events.
+        # (Evidence is erasable on purpose; the chain keeps its digest.)
+        """CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+           BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
+        """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+           BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,534 @@
+"""SQLite implementation of the Store: one group-committing writer, pooled readers.
+
+Writer: one thread owns one ``sqlite3`` connection. Callers queue functions; the
+writer takes everything queued, runs it in one ``BEGIN IMMEDIATE`` transaction
+(a SAVEPOINT per caller, so one failure undoes only its own work), commits with
+``synchronous=FULL`` in WAL mode (the commit is on disk), then answers every
+caller of the batch. While a batch commits the next one gathers, so the cost of
+an fsync is shared by everyone who arrived meanwhile.
+
+The writer runs a whole batch in one hop to its thread instead of one hop per
+statement, which is why it drives ``sqlite3`` directly; readers are ``aiosqlite``
+connections opened read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from suppression import ledger
+from suppression.ledger import (
+    GENESIS,
+    Bounced,
+    ChainBroken,
+    Complained,
+    Confirmed,
+    ContactAdded,
+    ContactUpdated,
+    Erased,
+    Event,
+    Evidence,
+    Objected,
+    PreferencesChanged,
+    StoredEvent,
+    Subscribed,
+    Suppressed,
+    SuppressionLifted,
+    Unsubscribed,
+)
+from suppression.migrations import MIGRATIONS, SCHEMA_VERSION
+from suppression.store import Contact, StoreBusy, StoreError, Subscription, Suppression
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 10.0
+MAX_BATCH = 1000
+READERS = 3
+
+_CONTACT_COLS = (
+    "id, address, addr_hash, language, country, kind, source, created_at, erased_at, paused_until"
+)
+_SUB_COLS = "contact_id, topic, status, basis, since, event_seq"
+_SUP_COLS = "addr_hash, scope, reason, since, channel, event_seq"
+_EVENT_COLS = (
+    "seq, at, type, contact_id, addr_hash, channel, actor, payload, evidence_digest, "
+    "prev_hash, hash"
+)
+
+
+def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """Turn sqlite's terse errors into sentences an operator can act on."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return StoreBusy(
+            f"database {path} is locked by another process (waited {BUSY_TIMEOUT_S:.0f} s); "
+            "try again"
+        )
+    if "readonly" in text or "read-only" in text:
+        return StoreError(f"database {path} is read-only: check the file's permissions")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return StoreError(f"database {path} is damaged or not a mailprefs database")
+    if "unable to open" in text:
+        return StoreError(f"cannot open database {path}: check the folder exists and is writable")
+    if "disk" in text and "full" in text:
+        return StoreError(f"database {path}: the disk is full")
+    return StoreError(f"database {path}: {exc}")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+@dataclass
+class _Request:
+    fn: Callable[[_SqliteTx], Any]
+    future: asyncio.Future[Any]
+
+
+class _SqliteTx:
+    """The Tx handed to write functions: reads and appends inside the open transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, tip_seq: int, tip_hash: str) -> None:
+        self.conn = conn
+        self.tip_seq = tip_seq
+        self.tip_hash = tip_hash
+
+    # reads -------------------------------------------------------------
+    def contact(self, contact_id: int) -> Contact | None:
+        row = self.conn.execute(
+            f"SELECT {_CONTACT_COLS} FROM contacts WHERE id = ?", (contact_id,)
+        ).fetchone()
+        return Contact(*row) if row else None
+
+    def contact_by_hash(self, addr_hash: bytes) -> Contact | None:
+        row = self.conn.execute(
+            f"SELECT {_CONTACT_COLS} FROM contacts WHERE addr_hash = ?", (addr_hash,)
+        ).fetchone()
+        return Contact(*row) if row else None
+
+    def subscriptions(self, contact_id: int) -> list[Subscription]:
+        rows = self.conn.execute(
+            f"SELECT {_SUB_COLS} FROM subscriptions WHERE contact_id = ? ORDER BY topic",
+            (contact_id,),
+        ).fetchall()
+        return [Subscription(*r) for r in rows]
+
+    def suppressions(self, addr_hashes: list[bytes]) -> list[Suppression]:
+        marks = ",".join("?" * len(addr_hashes))
+        rows = self.conn.execute(
+            f"SELECT {_SUP_COLS} FROM suppressions WHERE addr_hash IN ({marks}) "
+            "ORDER BY since, scope, reason",
+            addr_hashes,
+        ).fetchall()
+        return [Suppression(*r) for r in rows]
+
+    def new_contact_id(self) -> int:
+        row = self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM contacts").fetchone()
+        return int(row[0])
+
+    # the one way to change anything ------------------------------------
+    def append(self, event: Event, evidence: Evidence | None = None) -> int:
+        seq = self.tip_seq + 1
+        payload = ledger.encode_event(event)
+        body = ledger.encode_evidence(evidence or Evidence())
+        digest = ledger.evidence_digest(body)
+        digest_hash = ledger.chain_hash(self.tip_hash, seq, payload, digest)
+        self.conn.execute(
+            f"INSERT INTO events ({_EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                seq,
+                event.at.isoformat(),
+                ledger.event_type(event),
+                ledger.event_contact(event),
+                ledger.event_addr_hash(event),
+                event.channel,
+                event.actor,
+                payload,
+                digest,
+                self.tip_hash,
+                digest_hash,
+            ),
+        )
+        if evidence is not None and evidence != Evidence():
+            self.conn.execute("INSERT INTO evidence (seq, body) VALUES (?, ?)", (seq, body))
+        self._project(seq, event, evidence)
+        self.tip_seq, self.tip_hash = seq, digest_hash
+        return seq
+
+    def _suppress(self, addr_hash: str, scope: str, reason: str, seq: int, event: Event) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO suppressions (addr_hash, scope, reason, since, channel, "
+            "event_seq) VALUES (?,?,?,?,?,?)",
+            (bytes.fromhex(addr_hash), scope, reason, event.at.isoformat(), event.channel, seq),
+        )
+
+    def _project(self, seq: int, event: Event, evidence: Evidence | None) -> None:
+        """Derive current state from one event (the only place state tables change)."""
+        at = event.at.isoformat()
+        c = self.conn
+        match event:
+            case ContactAdded():
+                c.execute(
+                    "INSERT INTO contacts (id, address, addr_hash, language, country, kind, "
+                    "source, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        event.contact_id,
+                        evidence.address if evidence else None,
+                        bytes.fromhex(event.addr_hash),
+                        event.language,
+                        event.country,
+                        event.kind,
+                        event.source,
+                        at,
+                        at,
+                    ),
+                )
+            case ContactUpdated():
+                c.execute(
+                    "UPDATE contacts SET language = coalesce(?, language), "
+                    "country = coalesce(?, country), kind = coalesce(?, kind), "
+                    "address = coalesce(?, address), updated_at = ? WHERE id = ?",
+                    (
+                        event.language,
+                        event.country,
+                        event.kind,
+                        evidence.address if evidence else None,
+                        at,
+                        event.contact_id,
+                    ),
+                )
+            case Subscribed():
+                c.execute(
+                    "INSERT INTO subscriptions (contact_id, topic, status, basis, since, "
+                    "event_seq) VALUES (?,?,?,?,?,?) ON CONFLICT (contact_id, topic) DO UPDATE "
+                    "SET status = excluded.status, basis = excluded.basis, "
+                    "since = excluded.since, event_seq = excluded.event_seq",
+                    (event.contact_id, event.topic, event.status, event.basis, at, seq),
+                )
+            case Confirmed():
+                for topic in event.topics:
+                    c.execute(
+                        "UPDATE subscriptions SET status = 'subscribed', since = ?, "
+                        "event_seq = ? WHERE contact_id = ? AND topic = ?",
+                        (at, seq, event.contact_id, topic),
+                    )
+            case Unsubscribed():
+                if event.topic is None:
+                    c.execute(
+                        "UPDATE subscriptions SET status = 'unsubscribed', since = ?, "
+                        "event_seq = ? WHERE contact_id = ? AND status != 'unsubscribed'",
+                        (at, seq, event.contact_id),
+                    )
+                else:
+                    c.execute(
+                        "INSERT INTO subscriptions (contact_id, topic, status, basis, since, "
+                        "event_seq) VALUES (?, ?, 'unsubscribed', 'consent', ?, ?) "
+                        "ON CONFLICT (contact_id, topic) DO UPDATE SET status = 'unsubscribed', "
+                        "since = excluded.since, event_seq = excluded.event_seq",
+                        (event.contact_id, event.topic, at, seq),
+                    )
+                scope = "global" if event.topic is None else f"topic:{event.topic}"
+                self._suppress(event.addr_hash, scope, "unsubscribe", seq, event)
+            case Suppressed():
+                self._suppress(event.addr_hash, event.scope, event.reason, seq, event)
+            case SuppressionLifted():
+                c.execute(
+                    "DELETE FROM suppressions WHERE addr_hash = ? AND scope = ? AND reason = ?",
+                    (bytes.fromhex(event.addr_hash), event.scope, event.reason),
+                )
+            case Objected():
+                scope = "global" if event.scope == "all" else "third_party"
+                self._suppress(event.addr_hash, scope, "objection", seq, event)
+            case Bounced():
+                if event.permanent:
+                    self._suppress(event.addr_hash, "global", "hard_bounce", seq, event)
+            case Complained():
+                self._suppress(event.addr_hash, "global", "complaint", seq, event)
+            case Erased():
+                c.execute(
+                    "UPDATE contacts SET address = NULL, language = NULL, country = NULL, "
+                    "paused_until = NULL, erased_at = ?, updated_at = ? WHERE id = ?",
+                    (at, at, event.contact_id),
+                )
+                c.execute("DELETE FROM subscriptions WHERE contact_id = ?", (event.contact_id,))
+                c.execute(
+                    "DELETE FROM evidence WHERE seq IN (SELECT seq FROM events WHERE "
+                    "contact_id = ? OR addr_hash = ?)",
+                    (event.contact_id, event.addr_hash),
+                )
+                self._suppress(event.addr_hash, "global", "erasure", seq, event)
+            case PreferencesChanged():
+                if event.language is not None:
+                    c.execute(
+                        "UPDATE contacts SET language = ?, updated_at = ? WHERE id = ?",
+                        (event.language, at, event.contact_id),
+                    )
+                if event.paused_until is not None:
+                    c.execute(
+                        "UPDATE contacts SET paused_until = ?, updated_at = ? WHERE id = ?",
+                        (event.paused_until or None, at, event.contact_id),
+                    )
+
+
+@dataclass
+class _Writer:
+    path: Path
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="mailprefs-writer")
+    )
+    conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        self.conn = _connect(self.path)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        conn = self._need()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database {self.path} has schema {version}, newer than this mailprefs "
+                    f"({SCHEMA_VERSION}): upgrade mailprefs"
+                )
+            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _need(self) -> sqlite3.Connection:
+        if self.conn is None:
+            raise StoreError("the store is not open")
+        return self.conn
+
+    def run_batch(self, batch: list[_Request]) -> list[tuple[bool, Any]]:
+        """Runs in the writer thread: one transaction for the whole batch."""
+        conn = self._need()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            tx = _SqliteTx(conn, row[0], row[1]) if row else _SqliteTx(conn, 0, GENESIS)
+            results: list[tuple[bool, Any]] = []
+            for request in batch:
+                tip = (tx.tip_seq, tx.tip_hash)
+                conn.execute("SAVEPOINT request")
+                try:
+                    value = request.fn(tx)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO request")
+                    conn.execute("RELEASE request")
+                    tx.tip_seq, tx.tip_hash = tip
+                    results.append((False, exc))
+                else:
+                    conn.execute("RELEASE request")
+                    results.append((True, value))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class SqliteStore:
+    """The default Store: one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._writer = _Writer(self.path)
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._next_reader: Iterator[int] = itertools.cycle(range(READERS))
+
+    # lifecycle ---------------------------------------------------------
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._writer.executor, self._writer.open)
+            for _ in range(READERS):
+                reader = await aiosqlite.connect(
+                    f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
+                )
+                await reader.execute("PRAGMA query_only=1")
+                self._readers.append(reader)
+        except sqlite3.Error as exc:
+            await self.close()
+            raise _store_error(self.path, exc) from None
+        except BaseException:
+            await self.close()
+            raise
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._write_loop(), name="mailprefs-writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._queue is not None:
+            while not self._queue.empty():
+                request = self._queue.get_nowait()
+                if not request.future.done():
+                    request.future.set_exception(StoreError("the store was closed"))
+            self._queue = None
+        for reader in self._readers:
+            await reader.close()
+        self._readers.clear()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer.executor, self._writer.close)
+        self._writer.executor.shutdown(wait=True)
+        self._writer = _Writer(self.path)
+
+    async def __aenter__(self) -> SqliteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # writes ------------------------------------------------------------
+    async def write(self, fn: Callable[[_SqliteTx], T]) -> T:
+        if self._queue is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Request(fn, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < MAX_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                results = await loop.run_in_executor(
+                    self._writer.executor, self._writer.run_batch, batch
+                )
+            except sqlite3.Error as exc:
+                error = _store_error(self.path, exc)
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(error)
+                continue
+            except asyncio.CancelledError:
+                # The batch may still commit in the thread; nobody was answered, so no
+                # acknowledged write is lost. Let callers know the store went away.
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(StoreError("the store was closed"))
+                raise
+            except Exception as exc:
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            for request, (ok, value) in zip(batch, results, strict=True):
+                if request.future.done():
+                    continue
+                if ok:
+                    request.future.set_result(value)
+                else:
+                    request.future.set_exception(value)
+
+    # reads -------------------------------------------------------------
+    def _reader(self) -> aiosqlite.Connection:
+        if not self._readers:
+            raise StoreError("the store is not open")
+        return self._readers[next(self._next_reader)]
+
+    async def _fetchall(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
+        try:
+            async with self._reader().execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc) from None
+
+    async def ping(self) -> None:
+        await self._fetchall("SELECT 1 FROM events LIMIT 1")
+
+    async def contact(self, contact_id: int) -> Contact | None:
+        rows = await self._fetchall(
+            f"SELECT {_CONTACT_COLS} FROM contacts WHERE id = ?", (contact_id,)
+        )
+        return Contact(*rows[0]) if rows else None
+
+    async def contact_by_hash(self, addr_hash: bytes) -> Contact | None:
+        rows = await self._fetchall(
+            f"SELECT {_CONTACT_COLS} FROM contacts WHERE addr_hash = ?", (addr_hash,)
+        )
+        return Contact(*rows[0]) if rows else None
+
+    async def subscriptions(self, contact_id: int) -> list[Subscription]:
+        rows = await self._fetchall(
+            f"SELECT {_SUB_COLS} FROM subscriptions WHERE contact_id = ? ORDER BY topic",
+            (contact_id,),
+        )
+        return [Subscription(*r) for r in rows]
+
+    async def suppressions(self, addr_hashes: list[bytes]) -> list[Suppression]:
+        marks = ",".join("?" * len(addr_hashes))
+        rows = await self._fetchall(
+            f"SELECT {_SUP_COLS} FROM suppressions WHERE addr_hash IN ({marks}) "
+            "ORDER BY since, scope, reason",
+            addr_hashes,
+        )
+        return [Suppression(*r) for r in rows]
+
+    async def suppression_counts(self) -> dict[str, int]:
+        rows = await self._fetchall(
+            "SELECT reason, count(*) FROM suppressions GROUP BY reason ORDER BY reason"
+        )
+        return dict(rows)
+
+    async def ledger_length(self) -> int:
+        rows = await self._fetchall("SELECT coalesce(max(seq), 0) FROM events")
+        return int(rows[0][0])
+
+    async def events(self, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        rows = await self._fetchall(
+            f"SELECT {_EVENT_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [StoredEvent(*r) for r in rows]
+
+    async def verify_ledger(self) -> tuple[ChainBroken | None, int]:
+        """Walk the whole chain page by page; (first break or None, events checked)."""
+        prev, seq, after = GENESIS, 1, 0
+        while True:
+            page = await self.events(after, 5000)
+            if not page:
+                return None, seq - 1
+            broken, prev, seq = ledger.verify_chain(page, prev, seq)
+            if broken is not None:
+                return broken, broken.seq - 1
+            after = page[-1].seq

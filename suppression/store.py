@@ -1,0 +1,102 @@
+"""The storage protocol: what the domain needs from a database, and nothing of SQL.
+
+Writes go through :meth:`Store.write` with a function that runs inside one
+transaction against a :class:`Tx`. The store may group several callers'
+functions into one commit, and answers each only after that commit is durable.
+An exception raised by one function undoes only that function's changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+import msgspec
+
+from suppression.ledger import ChainBroken, Event, Evidence, StoredEvent
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message says why and what to do."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the write lock for longer than we wait."""
+
+
+class Contact(msgspec.Struct, frozen=True):
+    id: int
+    address: str | None
+    """None once erased."""
+    addr_hash: bytes
+    language: str | None
+    country: str | None
+    kind: str
+    source: str
+    created_at: str
+    erased_at: str | None = None
+    paused_until: str | None = None
+
+
+class Subscription(msgspec.Struct, frozen=True):
+    contact_id: int
+    topic: str
+    status: str
+    basis: str
+    since: str
+    event_seq: int
+
+
+class Suppression(msgspec.Struct, frozen=True):
+    addr_hash: bytes
+    scope: str
+    reason: str
+    since: str
+    channel: str
+    event_seq: int
+
+
+class Tx(Protocol):
+    """A write transaction (synchronous: it runs on the store's writer)."""
+
+    def append(self, event: Event, evidence: Evidence | None = None) -> int:
+        """Add an event to the ledger, update current state, return its seq."""
+        ...
+
+    def new_contact_id(self) -> int: ...
+
+    def contact(self, contact_id: int) -> Contact | None: ...
+
+    def contact_by_hash(self, addr_hash: bytes) -> Contact | None: ...
+
+    def subscriptions(self, contact_id: int) -> list[Subscription]: ...
+
+    def suppressions(self, addr_hashes: list[bytes]) -> list[Suppression]: ...
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def write(self, fn: Callable[[Tx], T]) -> T: ...
+
+    async def ping(self) -> None: ...
+
+    async def contact(self, contact_id: int) -> Contact | None: ...
+
+    async def contact_by_hash(self, addr_hash: bytes) -> Contact | None: ...
+
+    async def subscriptions(self, contact_id: int) -> list[Subscription]: ...
+
+    async def suppressions(self, addr_hashes: list[bytes]) -> list[Suppression]: ...
+
+    async def suppression_counts(self) -> dict[str, int]: ...
+
+    async def ledger_length(self) -> int: ...
+
+    async def events(self, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]: ...
+
+    async def verify_ledger(self) -> tuple[ChainBroken | None, int]: ...

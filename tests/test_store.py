@@ -1,0 +1,228 @@
+"""Ledger, derived state, group commit and durability of the SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from service.runtime import Runtime
+from suppression.ledger import Evidence, Suppressed
+from suppression.sqlite_store import SqliteStore
+from suppression.suppression_list import Actor
+from tests.conftest import REPO, run_cli
+
+STAFF = Actor("staff", "staff:test")
+
+
+async def test_events_chain_and_state_follow_the_ledger(runtime: Runtime) -> None:
+    sl = runtime.suppressions
+    await sl.ensure_contact("jane@example.com", STAFF, country="BE")
+    assert await sl.suppress("jane@example.com", topic="events", reason="unsubscribe", by=STAFF)
+    assert await sl.suppress("jane@example.com", topic=None, reason="complaint", by=STAFF)
+    events = await runtime.store.events()
+    assert [e.type for e in events] == ["ContactAdded", "Unsubscribed", "Suppressed"]
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert events[1].prev_hash == events[0].hash
+    assert all(e.channel == "staff" and e.actor == "staff:test" for e in events)
+    broken, count = await runtime.store.verify_ledger()
+    assert broken is None and count == 3
+    reasons = {(s.scope, s.reason) for s in await sl.suppressions_of("jane@example.com")}
+    assert reasons == {("topic:events", "unsubscribe"), ("global", "complaint")}
+
+
+async def test_no_address_in_the_ledger_only_in_erasable_evidence(runtime: Runtime) -> None:
+    await runtime.suppressions.ensure_contact("Private.Person@Example.com", STAFF)
+    await runtime.suppressions.suppress("private.person@example.com", topic=None,
+                                        reason="staff", by=STAFF)
+    for event in await runtime.store.events():
+        assert b"private.person" not in event.payload
+    conn = sqlite3.connect(runtime.settings.database)
+    bodies = [r[0] for r in conn.execute("SELECT body FROM evidence")]
+    assert any(b"private.person@example.com" in b for b in bodies)
+
+
+async def test_suppressing_twice_records_one_event(runtime: Runtime) -> None:
+    sl = runtime.suppressions
+    assert await sl.suppress("a@example.com", topic=None, reason="staff", by=STAFF)
+    assert not await sl.suppress("A@Example.com ", topic=None, reason="staff", by=STAFF)
+    assert await runtime.store.ledger_length() == 1
+
+
+async def test_group_commit_many_concurrent_writers_each_get_their_event(
+    runtime: Runtime,
+) -> None:
+    sl = runtime.suppressions
+    n = 300
+    results = await asyncio.gather(
+        *(sl.suppress(f"user{i}@example.com", topic=None, reason="unsubscribe", by=STAFF)
+          for i in range(n))
+    )
+    assert all(results)
+    assert await runtime.store.ledger_length() == n
+    broken, count = await runtime.store.verify_ledger()
+    assert broken is None and count == n
+    assert (await runtime.store.suppression_counts())["unsubscribe"] == n
+
+
+async def test_a_failing_write_undoes_only_itself(runtime: Runtime) -> None:
+    sl = runtime.suppressions
+
+    def half_then_fail(tx: object) -> None:
+        from datetime import UTC, datetime
+
+        tx.append(Suppressed(at=datetime.now(UTC), channel="cli", actor="cli",  # type: ignore[attr-defined]
+                             addr_hash="00" * 32, scope="global", reason="staff"))
+        raise RuntimeError("boom")
+
+    outcome = await asyncio.gather(
+        sl.suppress("before@example.com", topic=None, reason="staff", by=STAFF),
+        runtime.store.write(half_then_fail),
+        sl.suppress("after@example.com", topic=None, reason="staff", by=STAFF),
+        return_exceptions=True,
+    )
+    assert outcome[0] is True and outcome[2] is True
+    assert isinstance(outcome[1], RuntimeError)
+    assert await runtime.store.ledger_length() == 2
+    broken, _ = await runtime.store.verify_ledger()
+    assert broken is None
+
+
+def test_tampering_with_a_row_is_detected_by_audit_verify(config_path: Path) -> None:
+    for address in ("a@example.com", "b@example.com", "c@example.com"):
+        assert run_cli("suppression", "add", address, config=config_path).returncode == 0
+    ok = run_cli("audit", "verify", config=config_path)
+    assert ok.returncode == 0 and "3 events" in ok.stdout
+
+    db = config_path.parent / "test.db"
+    conn = sqlite3.connect(db)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE events SET actor = 'someone-else' WHERE seq = 2")
+    # Someone with file access can drop the guard; the chain still gives them away.
+    conn.execute("DROP TRIGGER events_no_update")
+    payload = conn.execute("SELECT payload FROM events WHERE seq = 2").fetchone()[0]
+    conn.execute("UPDATE events SET payload = ? WHERE seq = 2",
+                 (payload.replace(b'"staff"', b'"hard_bounce"'),))
+    conn.commit()
+    conn.close()
+    bad = run_cli("audit", "verify", config=config_path)
+    assert bad.returncode == 1
+    assert "#2" in bad.stderr and "hash does not match" in bad.stderr
+
+
+def test_deleting_an_event_is_detected(config_path: Path) -> None:
+    for address in ("a@example.com", "b@example.com", "c@example.com"):
+        run_cli("suppression", "add", address, config=config_path)
+    conn = sqlite3.connect(config_path.parent / "test.db")
+    conn.execute("DROP TRIGGER events_no_delete")
+    conn.execute("DELETE FROM events WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    bad = run_cli("audit", "verify", config=config_path)
+    assert bad.returncode == 1 and "#2" in bad.stderr and "missing" in bad.stderr
+
+
+WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from service.runtime import build_runtime
+    from suppression.config import load_settings
+    from suppression.suppression_list import Actor
+
+    async def main():
+        rt = build_runtime(load_settings(Path(sys.argv[1])))
+        await rt.open()
+        by = Actor("cli", "durability-test")
+        async def one(i):
+            await rt.suppressions.suppress(f"user{i}@example.com", topic=None,
+                                           reason="unsubscribe", by=by)
+            print(f"ACK {i}", flush=True)
+        await asyncio.gather(*(one(i) for i in range(int(sys.argv[2]))))
+        print("ALL", flush=True)
+        await asyncio.sleep(3600)  # killed here, never closed cleanly
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_acknowledged_writes_survive_kill_9(config_path: Path) -> None:
+    """N concurrent suppressions, SIGKILL right after the acks: all N are on disk."""
+    n = 200
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(config_path), str(n)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    assert proc.stdout is not None
+    acked = set()
+    for line in proc.stdout:
+        if line.startswith("ACK"):
+            acked.add(int(line.split()[1]))
+        if line.strip() == "ALL":
+            break
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    assert len(acked) == n
+
+    async def check() -> tuple[int, object]:
+        store = SqliteStore(config_path.parent / "test.db")
+        async with store:
+            return await store.ledger_length(), (await store.verify_ledger())[0]
+
+    length, broken = asyncio.run(check())
+    assert length == n and broken is None
+    shown = run_cli("suppression", "show", "user199@example.com", "--json", config=config_path)
+    assert json.loads(shown.stdout)[0]["reason"] == "unsubscribe"
+
+
+def test_two_cli_processes_and_a_server_write_at_once(tmp_path: Path) -> None:
+    from tests.conftest import Server, free_port, write_config
+
+    port = free_port()
+    config = write_config(tmp_path, port=port)
+    server = Server(config, port)
+    server.start()
+    try:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c",
+                 WRITER.replace("await asyncio.sleep(3600)", "await rt.close()")
+                 .replace('f"user{i}', f'f"p{k}-user{{i}}'), str(config), "50"],
+                stdout=subprocess.DEVNULL, cwd=REPO,
+            )
+            for k in range(2)
+        ]
+        cli = [run_cli("suppression", "add", f"cli{i}@example.com", config=config)
+               for i in range(5)]
+        assert all(p.wait(60) == 0 for p in procs)
+        assert all(r.returncode == 0 for r in cli)
+    finally:
+        server.stop()
+    verified = run_cli("audit", "verify", config=config)
+    assert verified.returncode == 0, verified.stderr
+    assert "105 events" in verified.stdout
+
+
+async def test_evidence_is_kept_apart_and_covered_by_the_chain(runtime: Runtime) -> None:
+    by = Actor("one_click", "recipient", Evidence(ip="192.0.2.1", user_agent="Gmail"))
+    await runtime.suppressions.suppress("x@example.com", topic=None, reason="unsubscribe", by=by)
+    conn = sqlite3.connect(runtime.settings.database)
+    conn.execute("UPDATE evidence SET body = ? WHERE seq = 1", (b'{"ip":"203.0.113.9"}',))
+    conn.commit()
+    conn.close()
+    # The chain covers the digest recorded in the event, not the evidence row, so
+    # erasure can delete evidence; but the recorded digest no longer matches the row.
+    from suppression.ledger import evidence_digest
+
+    event = (await runtime.store.events())[0]
+    conn = sqlite3.connect(runtime.settings.database)
+    body = conn.execute("SELECT body FROM evidence WHERE seq = 1").fetchone()[0]
+    assert evidence_digest(body) != event.evidence_digest

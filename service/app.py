@@ -10,10 +10,29 @@ from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import FromPath
+from litestar.static_files import create_static_files_router
 
+from service.api.auth import ApiTokens
+from service.api.links import create_links
 from service.errors import exception_handlers
 from service.metrics import Metrics, metrics_middleware
+from service.recipient.common import RateLimiter
+from service.recipient.pages import Pages
+from service.recipient.preferences import manage_link_page, preferences_page, preferences_post
+from service.recipient.subscribe import (
+    confirm_page,
+    confirm_post,
+    manage_page,
+    manage_post,
+    renew_post,
+    subscribe_page,
+    subscribe_post,
+)
+from service.recipient.unsubscribe import undo_post, unsubscribe_page, unsubscribe_post
 from service.runtime import Clock, Runtime, build_runtime
+from service.security import security_headers
 from suppression.config import Settings
 from suppression.store import Store, StoreError
 
@@ -38,12 +57,33 @@ async def metrics_endpoint(
     return await metrics.render(runtime.store)
 
 
+@get("/brand/{brand_id:str}", media_type="text/css", include_in_schema=False,
+     cache_control=None)
+async def brand_css(brand_id: FromPath[str], runtime: NamedDependency[Runtime]) -> Response[str]:
+    """The brand's accent colour as a stylesheet (pages carry no inline style)."""
+    brand = runtime.settings.brand(brand_id)
+    return Response(f":root {{ --accent: {brand.colour}; }}\n", media_type="text/css",
+                    headers={"Cache-Control": "public, max-age=3600"})
+
+
+RECIPIENT_ROUTES = [
+    unsubscribe_page, unsubscribe_post, undo_post,
+    preferences_page, manage_link_page, preferences_post,
+    subscribe_page, subscribe_post, confirm_page, confirm_post,
+    manage_page, manage_post, renew_post,
+]
+
+
 def create_app(
     settings: Settings, store: Store | None = None, clock: Clock | None = None
 ) -> Litestar:
     """Build the service from settings; tests pass their own store and clock."""
+    from pathlib import Path
+
     runtime = build_runtime(settings, store=store, clock=clock)
     metrics = Metrics()
+    pages = Pages(settings, runtime.texts)
+    limiter = RateLimiter(settings.subscribe_per_minute)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -53,14 +93,25 @@ def create_app(
         finally:
             await runtime.close()
 
+    def provide(value: object) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    static = create_static_files_router(
+        path="/static", directories=[Path(__file__).resolve().parent / "static"],
+        include_in_schema=False, cache_control=None,
+    )
     return Litestar(
-        route_handlers=[healthz, metrics_endpoint],
+        route_handlers=[healthz, metrics_endpoint, brand_css, static, create_links,
+                        *RECIPIENT_ROUTES],
         dependencies={
-            "runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False),
-            "metrics": Provide(lambda: metrics, use_cache=True, sync_to_thread=False),
+            "runtime": provide(runtime),
+            "metrics": provide(metrics),
+            "pages": provide(pages),
+            "limiter": provide(limiter),
         },
         middleware=[metrics_middleware(metrics)],
-        exception_handlers=exception_handlers(),  # type: ignore[arg-type]
+        exception_handlers=exception_handlers([pages.error_page]),  # type: ignore[arg-type]
+        after_request=security_headers(settings),
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(
@@ -68,6 +119,9 @@ def create_app(
             version="0.1.0",
             description="Mailing preferences and the central suppression list.",
             path="/schema",
+            components=Components(security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer"),
+            }),
         ),
-        state=State({"runtime": runtime}),
+        state=State({"runtime": runtime, "api_tokens": ApiTokens(settings.api_token_env)}),
     )

@@ -97,8 +97,6 @@ def main(ctx: click.Context, config: str | None) -> None:
 @pass_ctx
 def serve(ctx: Context, host: str | None, port: int | None) -> None:
     """Run the web service."""
-    import logging
-
     import uvicorn
 
     from service.app import create_app
@@ -108,7 +106,6 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
         app = create_app(settings)
     except KeyFileError as exc:
         fail(f"bad key file: {exc}", 2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     click.echo(
         f"mailprefs serving {settings.base_url} (config: {settings.source}, "
         f"database: {settings.database})",

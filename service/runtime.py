@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from service.outbox import MaildirOutbox, Outbox, SmtpOutbox, SmtpSettings
+from service.texts import Texts, load_texts
 from suppression.config import Settings
 from suppression.hashing import AddressHasher
 from suppression.keys import load_keys
@@ -26,6 +29,8 @@ class Runtime:
     suppressions: SuppressionList
     clock: Clock
     owns_store: bool
+    texts: Texts
+    outbox: Outbox
 
     async def open(self) -> None:
         if self.owns_store:
@@ -34,6 +39,17 @@ class Runtime:
     async def close(self) -> None:
         if self.owns_store:
             await self.store.close()
+
+
+def build_outbox(settings: Settings) -> Outbox:
+    mail = settings.mail
+    if mail.transport == "smtp":
+        password = os.environ.get(mail.smtp_password_env) if mail.smtp_password_env else None
+        return SmtpOutbox(SmtpSettings(
+            host=mail.smtp_host, port=mail.smtp_port, security=mail.smtp_security,
+            username=mail.smtp_username or None, password=password,
+        ))
+    return MaildirOutbox(mail.maildir)
 
 
 def build_runtime(
@@ -61,4 +77,6 @@ def build_runtime(
         suppressions=SuppressionList(the_store, hasher, settings, clock),
         clock=clock,
         owns_store=owns,
+        texts=load_texts(settings.texts_dir, settings.default_language),
+        outbox=build_outbox(settings),
     )

@@ -106,7 +106,7 @@ class SuppressionList:
         at = self.now()
 
         def run(tx: Tx) -> Contact:
-            return _ensure_contact(tx, normal, addr_hash, at, by, language, country, kind, source)
+            return ensure_contact_in(tx, normal, addr_hash, at, by, language, country, kind, source)
 
         return await self.store.write(run)
 
@@ -202,7 +202,7 @@ class SuppressionList:
         )
 
 
-def _ensure_contact(
+def ensure_contact_in(
     tx: Tx,
     normal: str,
     addr_hash: bytes,

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from service.outbox import MaildirOutbox
 from service.runtime import Runtime, build_runtime
 from suppression.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 MAILPREFS = str(Path(sys.executable).with_name("mailprefs"))
+API_TOKEN_ENV = "MAILPREFS_API_TOKENS"
+API_TOKEN = "test-api-token-0123456789"
 
 
 class FakeClock:
@@ -103,12 +110,13 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = config.parent / f"server-{port}.log"
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [MAILPREFS, "--config", str(self.config), "serve", "--port", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, API_TOKEN_ENV: API_TOKEN, **(env or {})},
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -121,6 +129,29 @@ class Server:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, config=self.config)
+
+    def links(self, address: str, *args: str) -> dict[str, Any]:
+        result = self.cli("links", address, *args, "--json")
+        assert result.returncode == 0, result.stderr
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
+    def ledger_length(self) -> int:
+        with sqlite3.connect(self.config.parent / "test.db") as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def outbox(self, expect: int = 0) -> list[EmailMessage]:
+        """Mails sent so far; with ``expect``, wait (bounded) until that many arrived:
+        mails go out after the response, as a mail client would see them later."""
+        deadline = time.monotonic() + 10
+        while True:
+            mails = MaildirOutbox(self.config.parent / "outbox").messages()
+            if len(mails) >= expect or time.monotonic() > deadline:
+                return mails
+            time.sleep(0.02)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

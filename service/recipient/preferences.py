@@ -1,0 +1,205 @@
+"""The preference centre: GET/HEAD /p/{token} and /m/{token} (an e-mailed, short-lived
+link) show it; POST /p/{token} saves it (signed per-form CSRF token, no cookies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from litestar import Request, Response, post, route
+from litestar.background_tasks import BackgroundTask
+from litestar.di import NamedDependency
+from litestar.exceptions import ClientException
+from litestar.params import FromPath
+
+from service.recipient.common import check_csrf, csrf_token, read_form, who
+from service.recipient.mails import send_confirmation
+from service.recipient.pages import Pages
+from service.runtime import Runtime
+from suppression.config import LANGUAGES, Topic
+from suppression.store import Contact, Subscription, Suppression, Tx
+from suppression.subscriptions import (
+    ContactNotFound,
+    Who,
+    change_preferences,
+    need_contact,
+    request_subscription,
+    unsubscribe,
+)
+from suppression.tokens import Purpose, TokenPayload
+
+FORM = "preferences"
+MAX_PAUSE_DAYS = 366 * 2
+
+
+@dataclass(frozen=True)
+class TopicState:
+    id: str
+    name: str
+    description: str
+    checked: bool
+    pending: bool
+    service: bool
+    required: bool
+
+
+def topic_states(topics: tuple[Topic, ...], subs: list[Subscription],
+                 suppressions: list[Suppression], lang: str) -> list[TopicState]:
+    """What each checkbox shows: does this person receive the topic now?"""
+    status = {s.topic: s.status for s in subs}
+    everything_off = any(s.scope in ("global", "domain") for s in suppressions)
+    off = {s.scope.removeprefix("topic:") for s in suppressions if s.scope.startswith("topic:")}
+    states = []
+    for topic in topics:
+        if topic.required:
+            receiving = True
+        elif everything_off or topic.id in off:
+            receiving = False
+        elif topic.kind == "service":
+            receiving = status.get(topic.id) != "unsubscribed"
+        else:
+            receiving = status.get(topic.id) in ("subscribed", "pending")
+        states.append(TopicState(
+            id=topic.id, name=topic.name(lang), description=topic.description.get(lang, ""),
+            checked=receiving, pending=receiving and status.get(topic.id) == "pending",
+            service=topic.kind == "service", required=topic.required,
+        ))
+    return states
+
+
+async def _render(runtime: Runtime, pages: Pages, request: Request[Any, Any, Any],
+                  contact: Contact, payload: TokenPayload) -> Response[str]:
+    lang = pages.language(request, contact.language)
+    subs = await runtime.store.subscriptions(contact.id)
+    sups = await runtime.store.suppressions([contact.addr_hash])
+    settings = runtime.settings
+    prefs_token = runtime.tokens.sign(
+        Purpose.PREFERENCES, TokenPayload(contact.id, payload.topic, payload.campaign,
+                                          payload.brand)
+    )
+    required = [t.name(lang) for t in settings.topics if t.required]
+    today = date.fromtimestamp(runtime.clock())
+    return pages.render(
+        "preferences.html", lang=lang, brand=settings.brand(payload.brand),
+        title=pages.t(lang, "prefs_title"),
+        topics=topic_states(settings.topics, subs, sups, lang),
+        action=f"/p/{prefs_token}", csrf=csrf_token(runtime.tokens, contact.id, FORM),
+        paused_until=contact.paused_until if contact.paused_until and
+        contact.paused_until > today.isoformat() else None,
+        today=(today + timedelta(days=1)).isoformat(),
+        required_names=", ".join(required), erased=contact.erased_at is not None,
+    )
+
+
+async def _contact(runtime: Runtime, contact_id: int) -> Contact:
+    contact = await runtime.store.contact(contact_id)
+    if contact is None:
+        raise ContactNotFound(contact_id)
+    return contact
+
+
+@route("/p/{token:str}", http_method=["GET", "HEAD"], include_in_schema=False)
+async def preferences_page(
+    token: FromPath[str], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
+    pages: NamedDependency[Pages],
+) -> Response[str]:
+    payload = runtime.tokens.verify(Purpose.PREFERENCES, token)
+    return await _render(runtime, pages, request, await _contact(runtime, payload.contact_id),
+                         payload)
+
+
+@route("/m/{token:str}", http_method=["GET", "HEAD"], include_in_schema=False)
+async def manage_link_page(
+    token: FromPath[str], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
+    pages: NamedDependency[Pages],
+) -> Response[str]:
+    payload = runtime.tokens.verify(Purpose.MANAGE, token)
+    return await _render(runtime, pages, request, await _contact(runtime, payload.contact_id),
+                         payload)
+
+
+def _parse_pause(value: str, today: date) -> str | None:
+    """'' clears a pause; a date from tomorrow up to two years ahead sets one."""
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ClientException("the pause date is not a date (YYYY-MM-DD)") from None
+    if day <= today or day > today + timedelta(days=MAX_PAUSE_DAYS):
+        raise ClientException("the pause date must be between tomorrow and two years ahead")
+    return day.isoformat()
+
+
+@dataclass(frozen=True)
+class Saved:
+    left_all: bool
+    to_confirm: list[str]
+
+
+def save_preferences(tx: Tx, contact_id: int, wanted: set[str], topics: tuple[Topic, ...],
+                     language: str | None, pause: str | None, by: Who) -> Saved:
+    """Apply the form in one transaction, only what differs from the current state."""
+    contact = need_contact(tx, contact_id)
+    subs = tx.subscriptions(contact_id)
+    sups = tx.suppressions([contact.addr_hash])
+    to_confirm: list[str] = []
+    for state in topic_states(topics, subs, sups, "en"):
+        if state.required or (state.id in wanted) == state.checked:
+            continue
+        if state.checked:
+            unsubscribe(tx, contact_id, state.id, by)
+        else:
+            to_confirm.append(state.id)  # a new or renewed opt-in is confirmed by mail first
+    if to_confirm:
+        request_subscription(tx, contact_id, to_confirm, "preference-centre", by)
+    change_preferences(tx, contact_id, by, language=language, paused_until=pause)
+    return Saved(left_all=False, to_confirm=to_confirm)
+
+
+@post("/p/{token:str}", status_code=200, include_in_schema=False)
+async def preferences_post(
+    token: FromPath[str], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
+    pages: NamedDependency[Pages],
+) -> Response[str]:
+    payload = runtime.tokens.verify(Purpose.PREFERENCES, token)
+    contact = await _contact(runtime, payload.contact_id)
+    form = await read_form(request)
+    check_csrf(runtime.tokens, form.get("csrf"), contact.id, FORM)
+    by = who(request, "preference_page", runtime.clock, token)
+    settings = runtime.settings
+    brand = settings.brand(payload.brand)
+    if form.get("action") == "leave_all":
+        await runtime.store.write(lambda tx: unsubscribe(tx, contact.id, None, by))
+        lang = pages.language(request, contact.language)
+        lines = [pages.t(lang, "unsubscribed_all", brand=brand.name)]
+        required = [t.name(lang) for t in settings.topics if t.required]
+        if required:
+            lines.append(pages.t(lang, "prefs_leave_required", topics=", ".join(required)))
+        return pages.message(lang=lang, brand=brand, title=pages.t(lang, "prefs_left_title"),
+                             lines=lines, link_url=f"/p/{token}",
+                             link_label=pages.t(lang, "prefs_title"))
+    language = form.get("language") or None
+    if language is not None and language not in LANGUAGES:
+        raise ClientException("unknown language")
+    today = date.fromtimestamp(runtime.clock())
+    pause = _parse_pause(str(form.get("pause_until") or ""), today)
+    wanted = {str(v) for v in form.getall("topic", [])} & set(settings.topic_ids)
+    saved = await runtime.store.write(
+        lambda tx: save_preferences(tx, contact.id, wanted, settings.topics,
+                                    str(language) if language else None, pause, by)
+    )
+    lang = str(language) if language else pages.language(request, contact.language)
+    lines = [pages.t(lang, "prefs_saved_body")]
+    background = None
+    if saved.to_confirm and contact.address:
+        lines.append(pages.t(lang, "prefs_confirm_sent"))
+        background = BackgroundTask(send_confirmation, runtime, contact, lang, brand,
+                                    saved.to_confirm)
+    response = pages.message(lang=lang, brand=brand, title=pages.t(lang, "prefs_saved_title"),
+                             lines=lines, link_url=f"/p/{token}?lang={lang}",
+                             link_label=pages.t(lang, "prefs_title"))
+    response.background = background
+    return response

@@ -31,6 +31,7 @@ from service.recipient.subscribe import (
     subscribe_post,
 )
 from service.recipient.unsubscribe import undo_post, unsubscribe_page, unsubscribe_post
+from service.recipient.web import Web
 from service.runtime import Clock, Runtime, build_runtime
 from service.security import security_headers
 from suppression.config import Settings
@@ -106,12 +107,11 @@ def create_app(
         dependencies={
             "runtime": provide(runtime),
             "metrics": provide(metrics),
-            "pages": provide(pages),
-            "limiter": provide(limiter),
+            "web": provide(Web(runtime, pages, limiter)),
         },
         middleware=[metrics_middleware(metrics)],
         exception_handlers=exception_handlers([pages.error_page]),  # type: ignore[arg-type]
-        after_request=security_headers(settings),
+        before_send=[security_headers(settings.base_url)],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(

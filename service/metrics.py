@@ -102,7 +102,8 @@ def metrics_middleware(metrics: Metrics) -> Any:
                 elapsed = time.perf_counter() - started
                 method = str(scope.get("method", "GET"))
                 metrics.observe(method, route, status, elapsed)
-                log.info("%s %s %d %.1fms", scope.get("method"), route, status, elapsed * 1000)
+                # DEBUG: an INFO line per request costs ~10% of one-click throughput.
+                log.debug("%s %s %d %.1fms", scope.get("method"), route, status, elapsed * 1000)
 
         return middleware
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import FormMultiDict
-from litestar.exceptions import ClientException, HTTPException
+from litestar.exceptions import ClientException, HTTPException, InternalServerException
 
 from suppression.ledger import Evidence
 from suppression.subscriptions import Who
@@ -19,19 +19,30 @@ from suppression.tokens import Purpose, TokenError, TokenPayload, Tokens
 MAX_HEADER_EVIDENCE = 300
 
 
-def evidence(request: Request[Any, Any, Any], token: str | None = None,
-             note: str | None = None) -> Evidence:
+def evidence(
+    request: Request[Any, Any, Any], token: str | None = None, note: str | None = None
+) -> Evidence:
     """What proves a recipient's request: their IP, user agent and which token they used."""
     ip = request.client.host if request.client else None
     agent = (request.headers.get("user-agent") or "")[:MAX_HEADER_EVIDENCE] or None
-    return Evidence(ip=ip, user_agent=agent, token_id=Tokens.token_id(token) if token else None,
-                    note=note)
+    return Evidence(
+        ip=ip, user_agent=agent, token_id=Tokens.token_id(token) if token else None, note=note
+    )
 
 
-def who(request: Request[Any, Any, Any], channel: str, clock: Callable[[], float],
-        token: str | None = None, note: str | None = None) -> Who:
-    return Who(channel=channel, actor="recipient", evidence=evidence(request, token, note),
-               at=datetime.fromtimestamp(clock(), UTC))
+def who(
+    request: Request[Any, Any, Any],
+    channel: str,
+    clock: Callable[[], float],
+    token: str | None = None,
+    note: str | None = None,
+) -> Who:
+    return Who(
+        channel=channel,
+        actor="recipient",
+        evidence=evidence(request, token, note),
+        at=datetime.fromtimestamp(clock(), UTC),
+    )
 
 
 async def read_form(request: Request[Any, Any, Any]) -> FormMultiDict:
@@ -41,6 +52,9 @@ async def read_form(request: Request[Any, Any, Any]) -> FormMultiDict:
         return FormMultiDict()
     try:
         return await request.form()
+    except InternalServerException:
+        # Litestar's "client disconnected prematurely": nobody is waiting for an answer.
+        raise ClientException("the client went away before sending the whole body") from None
     except HTTPException:
         raise
     except Exception:  # a malformed multipart body is the client's fault, not ours

@@ -17,7 +17,10 @@ async def _send(rt: Runtime, contact: Contact, lang: str, subject: str, text: st
     if contact.address is None:
         return  # erased: nobody to write to
     message = build_message(
-        sender=rt.settings.mail.from_address, to=contact.address, subject=subject, text=text,
+        sender=rt.settings.mail.from_address,
+        to=contact.address,
+        subject=subject,
+        text=text,
         language=lang,
     )
     try:
@@ -41,8 +44,12 @@ async def send_confirmation(
     days = max(1, rt.settings.confirm_ttl_seconds // 86400)
     subject = rt.texts.get(lang, "mail_confirm_subject", brand=brand.name)
     body = rt.texts.get(
-        lang, "mail_confirm_body", brand=brand.name, topics=topic_list(rt, topics, lang),
-        url=f"{rt.settings.base_url}/confirm/{token}", days=days,
+        lang,
+        "mail_confirm_body",
+        brand=brand.name,
+        topics=topic_list(rt, topics, lang),
+        url=f"{rt.settings.base_url}/confirm/{token}",
+        days=days,
     )
     await _send(rt, contact, lang, subject, body)
 
@@ -52,7 +59,10 @@ async def send_manage_link(rt: Runtime, contact: Contact, lang: str, brand: Bran
     minutes = max(1, rt.settings.manage_ttl_seconds // 60)
     subject = rt.texts.get(lang, "mail_manage_subject", brand=brand.name)
     body = rt.texts.get(
-        lang, "mail_manage_body", brand=brand.name, url=f"{rt.settings.base_url}/m/{token}",
+        lang,
+        "mail_manage_body",
+        brand=brand.name,
+        url=f"{rt.settings.base_url}/m/{token}",
         minutes=minutes,
     )
     await _send(rt, contact, lang, subject, body)

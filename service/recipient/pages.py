@@ -67,8 +67,9 @@ class Pages:
             languages=[(code, self.texts.get(code, "language_name")) for code in LANGUAGES],
             **context,
         )
-        return Response(page, status_code=status, media_type="text/html; charset=utf-8",
-                        headers=PAGE_HEADERS)
+        return Response(
+            page, status_code=status, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
+        )
 
     def message(
         self,
@@ -85,10 +86,17 @@ class Pages:
         link_label: str = "",
     ) -> Response[str]:
         return self.render(
-            "message.html", lang=lang, brand=brand, title=title, status=status, lines=lines,
-            action_url=action_url, action_label=action_label,
+            "message.html",
+            lang=lang,
+            brand=brand,
+            title=title,
+            status=status,
+            lines=lines,
+            action_url=action_url,
+            action_label=action_label,
             action_fields=list((action_fields or {}).items()),
-            link_url=link_url, link_label=link_label,
+            link_url=link_url,
+            link_label=link_label,
         )
 
     def error_page(
@@ -106,7 +114,10 @@ class Pages:
             purpose = "confirm" if path.startswith("/confirm") else "manage"
             token = path.rstrip("/").rsplit("/", 1)[-1]
             return self.message(
-                lang=lang, brand=brand, title=t(lang, "error_gone_title"), status=410,
+                lang=lang,
+                brand=brand,
+                title=t(lang, "error_gone_title"),
+                status=410,
                 lines=[t(lang, "error_gone_body")],
                 action_url=f"/renew/{purpose}/{token}",
                 action_label=t(lang, "error_gone_action"),
@@ -121,9 +132,15 @@ class Pages:
             key_title, body = "error_title", t(lang, "error_server_body")
         else:
             key_title, body = "error_title", t(lang, "error_form_body")
-        response = self.message(lang=lang, brand=brand, title=t(lang, key_title), status=status,
-                                lines=[body], link_url="/manage", link_label=t(lang,
-                                                                               "manage_title"))
+        response = self.message(
+            lang=lang,
+            brand=brand,
+            title=t(lang, key_title),
+            status=status,
+            lines=[body],
+            link_url="/manage",
+            link_label=t(lang, "manage_title"),
+        )
         headers = getattr(exc, "headers", None)
         if isinstance(headers, Mapping):
             response.headers.update(headers)

@@ -16,6 +16,7 @@ from litestar.params import FromPath
 from service.recipient.common import check_csrf, csrf_token, read_form, who
 from service.recipient.mails import send_confirmation
 from service.recipient.pages import Pages
+from service.recipient.web import Web
 from service.runtime import Runtime
 from suppression.config import LANGUAGES, Topic
 from suppression.store import Contact, Subscription, Suppression, Tx
@@ -44,8 +45,9 @@ class TopicState:
     required: bool
 
 
-def topic_states(topics: tuple[Topic, ...], subs: list[Subscription],
-                 suppressions: list[Suppression], lang: str) -> list[TopicState]:
+def topic_states(
+    topics: tuple[Topic, ...], subs: list[Subscription], suppressions: list[Suppression], lang: str
+) -> list[TopicState]:
     """What each checkbox shows: does this person receive the topic now?"""
     status = {s.topic: s.status for s in subs}
     everything_off = any(s.scope in ("global", "domain") for s in suppressions)
@@ -60,35 +62,51 @@ def topic_states(topics: tuple[Topic, ...], subs: list[Subscription],
             receiving = status.get(topic.id) != "unsubscribed"
         else:
             receiving = status.get(topic.id) in ("subscribed", "pending")
-        states.append(TopicState(
-            id=topic.id, name=topic.name(lang), description=topic.description.get(lang, ""),
-            checked=receiving, pending=receiving and status.get(topic.id) == "pending",
-            service=topic.kind == "service", required=topic.required,
-        ))
+        states.append(
+            TopicState(
+                id=topic.id,
+                name=topic.name(lang),
+                description=topic.description.get(lang, ""),
+                checked=receiving,
+                pending=receiving and status.get(topic.id) == "pending",
+                service=topic.kind == "service",
+                required=topic.required,
+            )
+        )
     return states
 
 
-async def _render(runtime: Runtime, pages: Pages, request: Request[Any, Any, Any],
-                  contact: Contact, payload: TokenPayload) -> Response[str]:
+async def _render(
+    runtime: Runtime,
+    pages: Pages,
+    request: Request[Any, Any, Any],
+    contact: Contact,
+    payload: TokenPayload,
+) -> Response[str]:
     lang = pages.language(request, contact.language)
     subs = await runtime.store.subscriptions(contact.id)
     sups = await runtime.store.suppressions([contact.addr_hash])
     settings = runtime.settings
     prefs_token = runtime.tokens.sign(
-        Purpose.PREFERENCES, TokenPayload(contact.id, payload.topic, payload.campaign,
-                                          payload.brand)
+        Purpose.PREFERENCES,
+        TokenPayload(contact.id, payload.topic, payload.campaign, payload.brand),
     )
     required = [t.name(lang) for t in settings.topics if t.required]
     today = date.fromtimestamp(runtime.clock())
     return pages.render(
-        "preferences.html", lang=lang, brand=settings.brand(payload.brand),
+        "preferences.html",
+        lang=lang,
+        brand=settings.brand(payload.brand),
         title=pages.t(lang, "prefs_title"),
         topics=topic_states(settings.topics, subs, sups, lang),
-        action=f"/p/{prefs_token}", csrf=csrf_token(runtime.tokens, contact.id, FORM),
-        paused_until=contact.paused_until if contact.paused_until and
-        contact.paused_until > today.isoformat() else None,
+        action=f"/p/{prefs_token}",
+        csrf=csrf_token(runtime.tokens, contact.id, FORM),
+        paused_until=contact.paused_until
+        if contact.paused_until and contact.paused_until > today.isoformat()
+        else None,
         today=(today + timedelta(days=1)).isoformat(),
-        required_names=", ".join(required), erased=contact.erased_at is not None,
+        required_names=", ".join(required),
+        erased=contact.erased_at is not None,
     )
 
 
@@ -101,22 +119,24 @@ async def _contact(runtime: Runtime, contact_id: int) -> Contact:
 
 @route("/p/{token:str}", http_method=["GET", "HEAD"], include_in_schema=False)
 async def preferences_page(
-    token: FromPath[str], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
-    pages: NamedDependency[Pages],
+    token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
 ) -> Response[str]:
+    runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.PREFERENCES, token)
-    return await _render(runtime, pages, request, await _contact(runtime, payload.contact_id),
-                         payload)
+    return await _render(
+        runtime, pages, request, await _contact(runtime, payload.contact_id), payload
+    )
 
 
 @route("/m/{token:str}", http_method=["GET", "HEAD"], include_in_schema=False)
 async def manage_link_page(
-    token: FromPath[str], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
-    pages: NamedDependency[Pages],
+    token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
 ) -> Response[str]:
+    runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.MANAGE, token)
-    return await _render(runtime, pages, request, await _contact(runtime, payload.contact_id),
-                         payload)
+    return await _render(
+        runtime, pages, request, await _contact(runtime, payload.contact_id), payload
+    )
 
 
 def _parse_pause(value: str, today: date) -> str | None:
@@ -139,8 +159,15 @@ class Saved:
     to_confirm: list[str]
 
 
-def save_preferences(tx: Tx, contact_id: int, wanted: set[str], topics: tuple[Topic, ...],
-                     language: str | None, pause: str | None, by: Who) -> Saved:
+def save_preferences(
+    tx: Tx,
+    contact_id: int,
+    wanted: set[str],
+    topics: tuple[Topic, ...],
+    language: str | None,
+    pause: str | None,
+    by: Who,
+) -> Saved:
     """Apply the form in one transaction, only what differs from the current state."""
     contact = need_contact(tx, contact_id)
     subs = tx.subscriptions(contact_id)
@@ -161,9 +188,9 @@ def save_preferences(tx: Tx, contact_id: int, wanted: set[str], topics: tuple[To
 
 @post("/p/{token:str}", status_code=200, include_in_schema=False)
 async def preferences_post(
-    token: FromPath[str], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
-    pages: NamedDependency[Pages],
+    token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
 ) -> Response[str]:
+    runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.PREFERENCES, token)
     contact = await _contact(runtime, payload.contact_id)
     form = await read_form(request)
@@ -178,9 +205,14 @@ async def preferences_post(
         required = [t.name(lang) for t in settings.topics if t.required]
         if required:
             lines.append(pages.t(lang, "prefs_leave_required", topics=", ".join(required)))
-        return pages.message(lang=lang, brand=brand, title=pages.t(lang, "prefs_left_title"),
-                             lines=lines, link_url=f"/p/{token}",
-                             link_label=pages.t(lang, "prefs_title"))
+        return pages.message(
+            lang=lang,
+            brand=brand,
+            title=pages.t(lang, "prefs_left_title"),
+            lines=lines,
+            link_url=f"/p/{token}",
+            link_label=pages.t(lang, "prefs_title"),
+        )
     language = form.get("language") or None
     if language is not None and language not in LANGUAGES:
         raise ClientException("unknown language")
@@ -188,18 +220,25 @@ async def preferences_post(
     pause = _parse_pause(str(form.get("pause_until") or ""), today)
     wanted = {str(v) for v in form.getall("topic", [])} & set(settings.topic_ids)
     saved = await runtime.store.write(
-        lambda tx: save_preferences(tx, contact.id, wanted, settings.topics,
-                                    str(language) if language else None, pause, by)
+        lambda tx: save_preferences(
+            tx, contact.id, wanted, settings.topics, str(language) if language else None, pause, by
+        )
     )
     lang = str(language) if language else pages.language(request, contact.language)
     lines = [pages.t(lang, "prefs_saved_body")]
     background = None
     if saved.to_confirm and contact.address:
         lines.append(pages.t(lang, "prefs_confirm_sent"))
-        background = BackgroundTask(send_confirmation, runtime, contact, lang, brand,
-                                    saved.to_confirm)
-    response = pages.message(lang=lang, brand=brand, title=pages.t(lang, "prefs_saved_title"),
-                             lines=lines, link_url=f"/p/{token}?lang={lang}",
-                             link_label=pages.t(lang, "prefs_title"))
+        background = BackgroundTask(
+            send_confirmation, runtime, contact, lang, brand, saved.to_confirm
+        )
+    response = pages.message(
+        lang=lang,
+        brand=brand,
+        title=pages.t(lang, "prefs_saved_title"),
+        lines=lines,
+        link_url=f"/p/{token}?lang={lang}",
+        link_label=pages.t(lang, "prefs_title"),
+    )
     response.background = background
     return response

@@ -16,9 +16,10 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
 from litestar.params import FromPath
 
-from service.recipient.common import RateLimiter, read_form, who
+from service.recipient.common import read_form, who
 from service.recipient.mails import send_confirmation, send_manage_link
 from service.recipient.pages import Pages
+from service.recipient.web import Web
 from service.runtime import Runtime
 from suppression.addresses import InvalidAddress
 from suppression.config import LANGUAGES, Brand
@@ -51,8 +52,11 @@ def _fields(form: Any) -> SubscribeRequest:
     return SubscribeRequest(
         address=one("address") or "",
         topics=[str(t) for t in form.getall("topics", [])],
-        language=one("language"), country=one("country"), consent_text=one("consent_text"),
-        source=one("source") or "form", brand=one("brand"),
+        language=one("language"),
+        country=one("country"),
+        consent_text=one("consent_text"),
+        source=one("source") or "form",
+        brand=one("brand"),
     )
 
 
@@ -74,24 +78,38 @@ def _validate(body: SubscribeRequest, runtime: Runtime) -> None:
         raise ClientException("country must be a two-letter code (ISO 3166-1), e.g. BE")
 
 
-def _check_inbox(pages: Pages, lang: str, brand: Brand, key: str, **values: object
-                 ) -> Response[str]:
-    return pages.message(lang=lang, brand=brand, title=pages.t(lang, "subscribe_sent_title"),
-                         lines=[pages.t(lang, key, **values)])
+def _check_inbox(
+    pages: Pages, lang: str, brand: Brand, key: str, **values: object
+) -> Response[str]:
+    return pages.message(
+        lang=lang,
+        brand=brand,
+        title=pages.t(lang, "subscribe_sent_title"),
+        lines=[pages.t(lang, key, **values)],
+    )
 
 
 @route("/subscribe", http_method=["GET", "HEAD"], include_in_schema=False)
-async def subscribe_page(request: Request[Any, Any, Any], pages: NamedDependency[Pages],
-                         runtime: NamedDependency[Runtime]) -> Response[str]:
+async def subscribe_page(
+    request: Request[Any, Any, Any], web: NamedDependency[Web]
+) -> Response[str]:
+    runtime, pages = web.runtime, web.pages
     lang = pages.language(request, None)
     brand = runtime.settings.brand(request.query_params.get("brand"))
     topics = [
         {"id": t.id, "name": t.name(lang), "description": t.description.get(lang, "")}
-        for t in runtime.settings.topics if t.kind == "marketing"
+        for t in runtime.settings.topics
+        if t.kind == "marketing"
     ]
-    return pages.render("subscribe.html", lang=lang, brand=brand,
-                        title=pages.t(lang, "subscribe_title"), topics=topics,
-                        countries=COUNTRIES, consent_version="web-form-1")
+    return pages.render(
+        "subscribe.html",
+        lang=lang,
+        brand=brand,
+        title=pages.t(lang, "subscribe_title"),
+        topics=topics,
+        countries=COUNTRIES,
+        consent_version="web-form-1",
+    )
 
 
 COUNTRIES = ("BE", "NL", "LU", "FR", "DE", "ES", "IT", "GB", "US", "CA", "AU")
@@ -99,11 +117,11 @@ COUNTRIES = ("BE", "NL", "LU", "FR", "DE", "ES", "IT", "GB", "US", "CA", "AU")
 
 @post("/subscribe", status_code=200, tags=["recipient"], summary="Subscribe (double opt-in)")
 async def subscribe_post(
-    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
-    pages: NamedDependency[Pages], limiter: NamedDependency[RateLimiter],
+    request: Request[Any, Any, Any], web: NamedDependency[Web]
 ) -> Response[Any]:
     """Records pending subscriptions and mails a confirmation link. Form or JSON body.
     Answers the same whether or not the address is known."""
+    runtime, pages, limiter = web.runtime, web.pages, web.limiter
     limiter.check("subscribe", request)
     is_json = request.headers.get("content-type", "").startswith("application/json")
     if is_json:
@@ -128,8 +146,9 @@ async def subscribe_post(
     country = body.country.upper() if body.country else None
 
     def record(tx: Tx) -> tuple[Contact, list[str]]:
-        contact = ensure_contact_in(tx, normal, addr_hash, by.at, actor, lang, country,
-                                  "person", body.source[:40])
+        contact = ensure_contact_in(
+            tx, normal, addr_hash, by.at, actor, lang, country, "person", body.source[:40]
+        )
         pending = request_subscription(tx, contact.id, body.topics, body.consent_text, by)
         return contact, pending
 
@@ -150,24 +169,29 @@ def _confirm_topics(extra: str | None, runtime: Runtime) -> list[str]:
 
 
 @route("/confirm/{token:str}", http_method=["GET", "HEAD"], include_in_schema=False)
-async def confirm_page(token: FromPath[str], request: Request[Any, Any, Any],
-                       runtime: NamedDependency[Runtime], pages: NamedDependency[Pages]
-                       ) -> Response[str]:
+async def confirm_page(
+    token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
+) -> Response[str]:
+    runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.CONFIRM, token)
     contact = await runtime.store.contact(payload.contact_id)
     lang = pages.language(request, contact.language if contact else None)
     names = ", ".join(pages.topic_name(t, lang) for t in _confirm_topics(payload.extra, runtime))
     return pages.message(
-        lang=lang, brand=runtime.settings.brand(payload.brand),
-        title=pages.t(lang, "confirm_title"), lines=[pages.t(lang, "confirm_body", topics=names)],
-        action_url=f"/confirm/{token}", action_label=pages.t(lang, "confirm_button"),
+        lang=lang,
+        brand=runtime.settings.brand(payload.brand),
+        title=pages.t(lang, "confirm_title"),
+        lines=[pages.t(lang, "confirm_body", topics=names)],
+        action_url=f"/confirm/{token}",
+        action_label=pages.t(lang, "confirm_button"),
     )
 
 
 @post("/confirm/{token:str}", status_code=200, include_in_schema=False)
-async def confirm_post(token: FromPath[str], request: Request[Any, Any, Any],
-                       runtime: NamedDependency[Runtime], pages: NamedDependency[Pages]
-                       ) -> Response[str]:
+async def confirm_post(
+    token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
+) -> Response[str]:
+    runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.CONFIRM, token)
     topics = _confirm_topics(payload.extra, runtime)
     by = who(request, "subscribe_form", runtime.clock, token, note="double opt-in confirmed")
@@ -179,29 +203,37 @@ async def confirm_post(token: FromPath[str], request: Request[Any, Any, Any],
     brand = runtime.settings.brand(payload.brand)
     if result.blocked:
         contact_address = brand.privacy_contact or runtime.settings.mail.from_address
-        return pages.message(lang=lang, brand=brand, title=pages.t(lang, "error_title"),
-                             lines=[pages.t(lang, "confirm_blocked", contact=contact_address)],
-                             status=409)
-    prefs = runtime.tokens.sign(Purpose.PREFERENCES,
-                                TokenPayload(payload.contact_id, brand=payload.brand))
-    return pages.message(lang=lang, brand=brand, title=pages.t(lang, "confirmed_title"),
-                         lines=[pages.t(lang, "confirmed_body")], link_url=f"/p/{prefs}",
-                         link_label=pages.t(lang, "prefs_title"))
+        return pages.message(
+            lang=lang,
+            brand=brand,
+            title=pages.t(lang, "error_title"),
+            lines=[pages.t(lang, "confirm_blocked", contact=contact_address)],
+            status=409,
+        )
+    prefs = runtime.tokens.sign(
+        Purpose.PREFERENCES, TokenPayload(payload.contact_id, brand=payload.brand)
+    )
+    return pages.message(
+        lang=lang,
+        brand=brand,
+        title=pages.t(lang, "confirmed_title"),
+        lines=[pages.t(lang, "confirmed_body")],
+        link_url=f"/p/{prefs}",
+        link_label=pages.t(lang, "prefs_title"),
+    )
 
 
 @route("/manage", http_method=["GET", "HEAD"], include_in_schema=False)
-async def manage_page(request: Request[Any, Any, Any], pages: NamedDependency[Pages],
-                      runtime: NamedDependency[Runtime]) -> Response[str]:
+async def manage_page(request: Request[Any, Any, Any], web: NamedDependency[Web]) -> Response[str]:
+    runtime, pages = web.runtime, web.pages
     lang = pages.language(request, None)
     brand = runtime.settings.brand(request.query_params.get("brand"))
-    return pages.render("manage.html", lang=lang, brand=brand,
-                        title=pages.t(lang, "manage_title"))
+    return pages.render("manage.html", lang=lang, brand=brand, title=pages.t(lang, "manage_title"))
 
 
 @post("/manage", status_code=200, include_in_schema=False)
-async def manage_post(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
-                      pages: NamedDependency[Pages], limiter: NamedDependency[RateLimiter]
-                      ) -> Response[str]:
+async def manage_post(request: Request[Any, Any, Any], web: NamedDependency[Web]) -> Response[str]:
+    runtime, pages, limiter = web.runtime, web.pages, web.limiter
     limiter.check("manage", request)
     form = await read_form(request)
     lang_field = form.get("language")
@@ -215,19 +247,29 @@ async def manage_post(request: Request[Any, Any, Any], runtime: NamedDependency[
     except InvalidAddress as exc:
         raise ClientException(f"address: {exc}") from None
     contact = await runtime.store.contact_by_hash(addr_hash)
-    response = _check_inbox(pages, lang, brand, "manage_sent_body",
-                            minutes=max(1, runtime.settings.manage_ttl_seconds // 60))
+    response = _check_inbox(
+        pages,
+        lang,
+        brand,
+        "manage_sent_body",
+        minutes=max(1, runtime.settings.manage_ttl_seconds // 60),
+    )
     if contact is not None and contact.erased_at is None:
-        response.background = BackgroundTask(send_manage_link, runtime, contact,
-                                             contact.language or lang, brand)
+        response.background = BackgroundTask(
+            send_manage_link, runtime, contact, contact.language or lang, brand
+        )
     return response
 
 
 @post("/renew/{purpose:str}/{token:str}", status_code=200, include_in_schema=False)
-async def renew_post(purpose: FromPath[str], token: FromPath[str], request: Request[Any, Any, Any],
-                     runtime: NamedDependency[Runtime], pages: NamedDependency[Pages],
-                     limiter: NamedDependency[RateLimiter]) -> Response[str]:
+async def renew_post(
+    purpose: FromPath[str],
+    token: FromPath[str],
+    request: Request[Any, Any, Any],
+    web: NamedDependency[Web],
+) -> Response[str]:
     """A fresh link for an expired (but genuine) confirm or manage link."""
+    runtime, pages, limiter = web.runtime, web.pages, web.limiter
     limiter.check("manage", request)
     if purpose not in ("confirm", "manage"):
         raise ClientException("unknown link kind")
@@ -239,17 +281,26 @@ async def renew_post(purpose: FromPath[str], token: FromPath[str], request: Requ
     contact = await runtime.store.contact(payload.contact_id)
     lang = pages.language(request, contact.language if contact else None)
     brand = runtime.settings.brand(payload.brand)
-    response = _check_inbox(pages, lang, brand, "manage_sent_body",
-                            minutes=max(1, runtime.settings.manage_ttl_seconds // 60))
+    response = _check_inbox(
+        pages,
+        lang,
+        brand,
+        "manage_sent_body",
+        minutes=max(1, runtime.settings.manage_ttl_seconds // 60),
+    )
     if contact is None or contact.erased_at is not None:
         return response
     if kind is Purpose.MANAGE:
         response.background = BackgroundTask(send_manage_link, runtime, contact, lang, brand)
         return response
     wanted = _confirm_topics(payload.extra, runtime)
-    pending = [s.topic for s in await runtime.store.subscriptions(contact.id)
-               if s.topic in wanted and s.status == "pending"]
+    pending = [
+        s.topic
+        for s in await runtime.store.subscriptions(contact.id)
+        if s.topic in wanted and s.status == "pending"
+    ]
     if pending:
-        response.background = BackgroundTask(send_confirmation, runtime, contact, lang, brand,
-                                             pending)
+        response.background = BackgroundTask(
+            send_confirmation, runtime, contact, lang, brand, pending
+        )
     return response

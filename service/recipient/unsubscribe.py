@@ -13,7 +13,7 @@ from litestar.params import FromPath
 
 from service.recipient.common import read_form, who
 from service.recipient.pages import Pages
-from service.runtime import Runtime
+from service.recipient.web import Web
 from suppression.subscriptions import ContactNotFound, undo_unsubscribe, unsubscribe
 from suppression.tokens import Purpose, TokenError, TokenPayload
 
@@ -28,19 +28,20 @@ def _message(pages: Pages, payload: TokenPayload, lang: str, key: str) -> str:
     return pages.t(lang, f"{key}_topic", brand=brand, topic=pages.topic_name(payload.topic, lang))
 
 
-@route("/u/{token:str}", http_method=["GET", "HEAD"], tags=["recipient"],
-       include_in_schema=False)
+@route("/u/{token:str}", http_method=["GET", "HEAD"], tags=["recipient"], include_in_schema=False)
 async def unsubscribe_page(
-    token: FromPath[str], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
-    pages: NamedDependency[Pages],
+    token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
 ) -> Response[str]:
+    runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.UNSUBSCRIBE, token)
     contact = await runtime.store.contact(payload.contact_id)
     if contact is None:
         raise ContactNotFound(payload.contact_id)
     lang = pages.language(request, contact.language)
     return pages.render(
-        "unsubscribe.html", lang=lang, brand=pages.settings.brand(payload.brand),
+        "unsubscribe.html",
+        lang=lang,
+        brand=pages.settings.brand(payload.brand),
         title=pages.t(lang, "unsubscribe_title"),
         message=_message(pages, payload, lang, "unsubscribe"),
         action=f"/u/{token}",
@@ -50,9 +51,9 @@ async def unsubscribe_page(
 
 @post("/u/{token:str}", status_code=200, tags=["recipient"], include_in_schema=False)
 async def unsubscribe_post(
-    token: FromPath[str], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
-    pages: NamedDependency[Pages],
+    token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
 ) -> Response[str]:
+    runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.UNSUBSCRIBE, token)
     form = await read_form(request)
     one_click = form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
@@ -62,25 +63,36 @@ async def unsubscribe_post(
     )
     if one_click:
         # Mail providers post this without a person watching: a short, final answer.
-        return Response(pages.t(pages.language(request, None), "one_click_done"),
-                        media_type="text/plain; charset=utf-8", status_code=200,
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            pages.t(pages.language(request, None), "one_click_done"),
+            media_type="text/plain; charset=utf-8",
+            status_code=200,
+            headers={"Cache-Control": "no-store"},
+        )
     contact = await runtime.store.contact(payload.contact_id)
     lang = pages.language(request, contact.language if contact else None)
     undo_token = None
     if result.changed:
         undo_token = runtime.tokens.sign(
             Purpose.UNDO,
-            TokenPayload(payload.contact_id, payload.topic, brand=payload.brand,
-                         extra=f"{result.seq}|{result.previous}"),
+            TokenPayload(
+                payload.contact_id,
+                payload.topic,
+                brand=payload.brand,
+                extra=f"{result.seq}|{result.previous}",
+            ),
         )
     lines = _message(pages, payload, lang, "unsubscribed")
     if not result.changed:
         lines = f"{lines} {pages.t(lang, 'unsubscribed_already')}"
     return pages.render(
-        "unsubscribed.html", lang=lang, brand=pages.settings.brand(payload.brand),
-        title=pages.t(lang, "unsubscribed_title"), message=lines,
-        undo_token=undo_token, undo_action=f"/u/{token}/undo",
+        "unsubscribed.html",
+        lang=lang,
+        brand=pages.settings.brand(payload.brand),
+        title=pages.t(lang, "unsubscribed_title"),
+        message=lines,
+        undo_token=undo_token,
+        undo_action=f"/u/{token}/undo",
         undo_minutes=max(1, runtime.settings.undo_ttl_seconds // 60),
         prefs_url=f"/p/{runtime.tokens.sign(Purpose.PREFERENCES, payload)}",
     )
@@ -88,9 +100,9 @@ async def unsubscribe_post(
 
 @post("/u/{token:str}/undo", status_code=200, tags=["recipient"], include_in_schema=False)
 async def undo_post(
-    token: FromPath[str], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
-    pages: NamedDependency[Pages],
+    token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
 ) -> Response[str]:
+    runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.UNSUBSCRIBE, token)
     form = await read_form(request)
     contact = await runtime.store.contact(payload.contact_id)
@@ -102,9 +114,15 @@ async def undo_post(
     try:
         undo = runtime.tokens.verify(Purpose.UNDO, str(form.get("undo") or ""))
     except TokenError:
-        return pages.message(lang=lang, brand=brand, title=pages.t(lang, "error_title"),
-                             lines=[pages.t(lang, "undo_expired")], status=400,
-                             link_url=prefs_url, link_label=pages.t(lang, "prefs_title"))
+        return pages.message(
+            lang=lang,
+            brand=brand,
+            title=pages.t(lang, "error_title"),
+            lines=[pages.t(lang, "undo_expired")],
+            status=400,
+            link_url=prefs_url,
+            link_label=pages.t(lang, "prefs_title"),
+        )
     if undo.contact_id != payload.contact_id or undo.topic != payload.topic:
         raise ClientException("this undo does not belong to this link")
     seq_text, _, previous = (undo.extra or "").partition("|")
@@ -112,11 +130,20 @@ async def undo_post(
         raise ClientException("malformed undo")
     by = who(request, "link", runtime.clock, token, note="undo")
     await runtime.store.write(
-        lambda tx: undo_unsubscribe(tx, payload.contact_id, payload.topic, int(seq_text),
-                                    previous, by)
+        lambda tx: undo_unsubscribe(
+            tx, payload.contact_id, payload.topic, int(seq_text), previous, by
+        )
     )
-    topic = (pages.topic_name(payload.topic, lang) if payload.topic
-             else pages.t(lang, "prefs_topics").lower())
-    return pages.message(lang=lang, brand=brand, title=pages.t(lang, "undone_title"),
-                         lines=[pages.t(lang, "undone_body", topic=topic)],
-                         link_url=prefs_url, link_label=pages.t(lang, "prefs_title"))
+    topic = (
+        pages.topic_name(payload.topic, lang)
+        if payload.topic
+        else pages.t(lang, "prefs_topics").lower()
+    )
+    return pages.message(
+        lang=lang,
+        brand=brand,
+        title=pages.t(lang, "undone_title"),
+        lines=[pages.t(lang, "undone_body", topic=topic)],
+        link_url=prefs_url,
+        link_label=pages.t(lang, "prefs_title"),
+    )

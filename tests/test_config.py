@@ -15,8 +15,11 @@ def test_shipped_config_is_the_builtin_default() -> None:
     from_file = load_settings(SHIPPED)
     builtin = default_settings(SHIPPED.parent)
     assert from_file.topics == builtin.topics
+    assert from_file.brands == builtin.brands
+    assert from_file.mail == builtin.mail
     for field in ("base_url", "host", "port", "database", "key_file", "default_language",
-                  "confirm_ttl_seconds", "manage_ttl_seconds"):
+                  "confirm_ttl_seconds", "manage_ttl_seconds", "undo_ttl_seconds",
+                  "api_token_env", "subscribe_per_minute", "texts_dir"):
         assert getattr(from_file, field) == getattr(builtin, field), field
 
 
@@ -28,9 +31,14 @@ def test_demo_topics_are_the_policy_purposes() -> None:
 
 def test_every_setting_is_documented_in_the_shipped_file() -> None:
     text = SHIPPED.read_text(encoding="utf-8")
-    for key in ("base_url", "host", "port", "default_language", "database", "key_file",
-                "confirm_ttl_seconds", "manage_ttl_seconds", "required", "description"):
-        assert f"{key} =" in text or f"  {key} " in text, key
+    from suppression.config import _BRAND_KEYS, _KNOWN_TABLES, _TOPIC_KEYS
+
+    for table, keys in _KNOWN_TABLES.items():
+        assert f"[{table}]" in text, table
+        for key in keys:
+            assert f"{key} =" in text, f"{table}.{key}"
+    for key in _TOPIC_KEYS | _BRAND_KEYS:
+        assert f"{key} =" in text or f"  {key} " in text or f"{key}," in text, key
 
 
 def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:

@@ -45,6 +45,8 @@ class Evidence(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_f
     note: str | None = None
     address: str | None = None
     """Only on ContactAdded / ContactUpdated (the address lives nowhere else in the ledger)."""
+    name: str | None = None
+    company: str | None = None
     record: dict[str, str] | None = None
     """A third party's record (an ESP's webhook or API item), flattened to strings."""
 
@@ -57,19 +59,29 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=
 
 
 class ContactAdded(_Event, frozen=True, kw_only=True):
+    """A new contact. Its address, name and company are evidence (erasable)."""
+
     contact_id: int
     addr_hash: str
     language: str | None = None
     country: str | None = None
     kind: ContactKind = "person"
     source: str = "form"
+    consent_at: str | None = None
+    last_purchase_at: str | None = None
+    last_enquiry_at: str | None = None
 
 
 class ContactUpdated(_Event, frozen=True, kw_only=True):
+    """Changed facts (None: unchanged). A new name/company/address is evidence."""
+
     contact_id: int
     language: str | None = None
     country: str | None = None
     kind: ContactKind | None = None
+    consent_at: str | None = None
+    last_purchase_at: str | None = None
+    last_enquiry_at: str | None = None
 
 
 class Subscribed(_Event, frozen=True, kw_only=True):
@@ -118,6 +130,15 @@ class Objected(_Event, frozen=True, kw_only=True):
     scope: Literal["third_party_data", "all"]
 
 
+class HashSuppressed(_Event, frozen=True, kw_only=True):
+    """A partner's or an ESP's hashed suppression list entry (MD5/SHA-256 of the
+    lower-cased address): matches any address with that hash from now on."""
+
+    algorithm: Literal["md5", "sha256"]
+    digest: str
+    reason: SuppressionReason = "staff"
+
+
 class Bounced(_Event, frozen=True, kw_only=True):
     addr_hash: str
     permanent: bool
@@ -151,6 +172,7 @@ Event = (
     | Suppressed
     | SuppressionLifted
     | Objected
+    | HashSuppressed
     | Bounced
     | Complained
     | Erased

@@ -73,6 +73,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
            BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END""",
     ),
+    # 2: what the opt-in rules need to know about a contact; partner-hashed suppressions
+    (
+        "ALTER TABLE contacts ADD COLUMN name TEXT",
+        "ALTER TABLE contacts ADD COLUMN company TEXT",
+        "ALTER TABLE contacts ADD COLUMN consent_at TEXT",
+        "ALTER TABLE contacts ADD COLUMN last_purchase_at TEXT",
+        "ALTER TABLE contacts ADD COLUMN last_enquiry_at TEXT",
+        """CREATE TABLE hashed_suppressions (
+            algorithm TEXT NOT NULL CHECK (algorithm IN ('md5', 'sha256')),
+            digest TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            since TEXT NOT NULL,
+            event_seq INTEGER NOT NULL,
+            PRIMARY KEY (algorithm, digest)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,6 +37,7 @@ from suppression.ledger import (
     ContactUpdated,
     Erased,
     Event,
+    HashSuppressed,
     Evidence,
     Objected,
     PreferencesChanged,
@@ -56,7 +57,8 @@ MAX_BATCH = 1000
 READERS = 3
 
 _CONTACT_COLS = (
-    "id, address, addr_hash, language, country, kind, source, created_at, erased_at, paused_until"
+    "id, address, addr_hash, language, country, kind, source, created_at, erased_at, paused_until, "
+    "name, company, consent_at, last_purchase_at, last_enquiry_at"
 )
 _SUB_COLS = "contact_id, topic, status, basis, since, event_seq"
 _SUP_COLS = "addr_hash, scope, reason, since, channel, event_seq"
@@ -186,7 +188,8 @@ class _SqliteTx:
             case ContactAdded():
                 c.execute(
                     "INSERT INTO contacts (id, address, addr_hash, language, country, kind, "
-                    "source, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    "source, created_at, updated_at, name, company, consent_at, "
+                    "last_purchase_at, last_enquiry_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         event.contact_id,
                         evidence.address if evidence else None,
@@ -197,18 +200,31 @@ class _SqliteTx:
                         event.source,
                         at,
                         at,
+                        evidence.name if evidence else None,
+                        evidence.company if evidence else None,
+                        event.consent_at,
+                        event.last_purchase_at,
+                        event.last_enquiry_at,
                     ),
                 )
             case ContactUpdated():
                 c.execute(
                     "UPDATE contacts SET language = coalesce(?, language), "
                     "country = coalesce(?, country), kind = coalesce(?, kind), "
-                    "address = coalesce(?, address), updated_at = ? WHERE id = ?",
+                    "address = coalesce(?, address), name = coalesce(?, name), "
+                    "company = coalesce(?, company), consent_at = coalesce(?, consent_at), "
+                    "last_purchase_at = coalesce(?, last_purchase_at), "
+                    "last_enquiry_at = coalesce(?, last_enquiry_at), updated_at = ? WHERE id = ?",
                     (
                         event.language,
                         event.country,
                         event.kind,
                         evidence.address if evidence else None,
+                        evidence.name if evidence else None,
+                        evidence.company if evidence else None,
+                        event.consent_at,
+                        event.last_purchase_at,
+                        event.last_enquiry_at,
                         at,
                         event.contact_id,
                     ),
@@ -255,6 +271,12 @@ class _SqliteTx:
             case Objected():
                 scope = "global" if event.scope == "all" else "third_party"
                 self._suppress(event.addr_hash, scope, "objection", seq, event)
+            case HashSuppressed():
+                c.execute(
+                    "INSERT OR IGNORE INTO hashed_suppressions (algorithm, digest, reason, since, "
+                    "event_seq) VALUES (?,?,?,?,?)",
+                    (event.algorithm, event.digest, event.reason, at, seq),
+                )
             case Bounced():
                 if event.permanent:
                     self._suppress(event.addr_hash, "global", "hard_bounce", seq, event)
@@ -263,7 +285,8 @@ class _SqliteTx:
             case Erased():
                 c.execute(
                     "UPDATE contacts SET address = NULL, language = NULL, country = NULL, "
-                    "paused_until = NULL, erased_at = ?, updated_at = ? WHERE id = ?",
+                    "paused_until = NULL, name = NULL, company = NULL, erased_at = ?, "
+                    "updated_at = ? WHERE id = ?",
                     (at, at, event.contact_id),
                 )
                 c.execute("DELETE FROM subscriptions WHERE contact_id = ?", (event.contact_id,))

@@ -38,6 +38,14 @@ class Contact(msgspec.Struct, frozen=True):
     created_at: str
     erased_at: str | None = None
     paused_until: str | None = None
+    name: str | None = None
+    company: str | None = None
+    consent_at: str | None = None
+    """When the person gave consent that the source can prove (ISO date or datetime)."""
+    last_purchase_at: str | None = None
+    """Last purchase from us (soft opt-in, implied consent)."""
+    last_enquiry_at: str | None = None
+    """Last enquiry to us (implied consent in some countries)."""
 
 
 class Subscription(msgspec.Struct, frozen=True):

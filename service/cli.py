@@ -284,3 +284,183 @@ def keys_rotate(ctx: Context) -> None:
         f"added signing key #{len(rotated.signing_keys)} to {path}; "
         "links signed with older keys still work (restart the server to sign with the new key)"
     )
+
+
+def _progress(total: int, label: str) -> Any:
+    """A rich progress bar on a terminal, nothing otherwise (pipes, CI, --json)."""
+    from contextlib import nullcontext
+
+    if not sys.stderr.isatty():
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    progress = Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+    )
+    progress.add_task(label, total=total)
+    return progress
+
+
+def _parse_maps(maps: tuple[str, ...], country_column: str | None) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in maps:
+        column, sep, field_name = item.partition("=")
+        if not sep or not column.strip() or not field_name.strip():
+            raise click.UsageError(f"--map {item!r}: use COLUMN=FIELD")
+        result[column.strip()] = field_name.strip()
+    if country_column:
+        result[country_column] = "country"
+    return result
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source", help="Provenance of rows without a source column: form, customer, "
+              "event, partner, purchased, acquired or import:NAME (default import:FILENAME).")
+@click.option("--country-column", metavar="C", help="The column holding the country code.")
+@click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
+              help="Read COLUMN as FIELD (address, name, language, country, kind, company, "
+              "consent_at, consent_text, source, last_purchase_at, last_enquiry_at).")
+@click.option("--format", "file_format", type=click.Choice(["csv", "md5", "sha256"]),
+              default="csv", show_default=True,
+              help="csv: a contact list; md5/sha256: a hashed suppression list, one per line.")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write rejected rows (default FILE.rejects.csv, only if any).")
+@click.option("--dry-run", is_flag=True, help="Validate and count, write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def import_command(ctx: Context, file: Path, source: str | None, country_column: str | None,
+                   maps: tuple[str, ...], file_format: str, rejects: Path | None,
+                   dry_run: bool, as_json: bool) -> None:
+    """Import contacts (or a hashed suppression list). Never lifts an opt-out."""
+    import re
+    import tempfile
+
+    from service.import_job import import_contacts, import_hash_list
+    from suppression.csvfiles import CsvError
+
+    overrides = _parse_maps(maps, country_column)
+    default_source = source or "import:" + (re.sub(r"[^A-Za-z0-9_.-]", "_", file.stem)[:60]
+                                             or "file")
+    rejects_path = rejects or file.with_name(file.name + ".rejects.csv")
+    size = file.stat().st_size
+    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed below)
+        "w", encoding="utf-8", newline="", delete=False, dir=rejects_path.parent,
+        prefix=".rejects-", suffix=".csv",
+    )
+
+    async def work(rt: Runtime) -> Any:
+        with file.open("rb") as raw, _progress(size, f"importing {file.name}") as bar:
+            def advance(done: int) -> None:
+                if bar is not None:
+                    bar.update(bar.task_ids[0], completed=done)
+
+            if file_format == "csv":
+                return await import_contacts(
+                    rt, raw, name=file.name, default_source=default_source,
+                    overrides=overrides, dry_run=dry_run, rejects=tmp, progress=advance)
+            return await import_hash_list(
+                rt, raw, file_format, name=file.name, dry_run=dry_run,  # type: ignore[arg-type]
+                rejects=tmp, progress=advance)
+
+    try:
+        try:
+            counts = ctx.run(work)
+        except CsvError as exc:
+            fail(f"{file}: {exc}")
+        tmp.close()
+        wrote_rejects = counts.rejected + counts.duplicates + counts.blocked_by_suppression > 0
+        if wrote_rejects:
+            Path(tmp.name).replace(rejects_path)
+    finally:
+        tmp.close()
+        Path(tmp.name).unlink(missing_ok=True)
+    result: dict[str, Any] = {**counts.as_json(), "dry_run": dry_run,
+                              "rejects_file": str(rejects_path) if wrote_rejects else None}
+    if as_json:
+        emit_json(result)
+        return
+    verb = "would import" if dry_run else "imported"
+    click.echo(f"{verb} {file.name}: {counts.rows} rows")
+    for key in ("created", "updated", "unchanged", "blocked_by_suppression", "duplicates",
+                "rejected"):
+        click.echo(f"  {key:<24} {result[key]:>9}")
+    if wrote_rejects:
+        click.echo(f"rows not imported, with the reason: {rejects_path}")
+
+
+@main.command("check")
+@click.argument("audience", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--topic", required=True, help="The topic of the mailing.")
+@click.option("--campaign", help="Campaign reference carried in the links.")
+@click.option("--brand", help="Brand the mailing is sent for (default: the first brand).")
+@click.option("--out", "out_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for sendable.csv and excluded.csv (created if missing).")
+@click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
+              help="Read COLUMN as FIELD (address, country, kind).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_ctx
+def check_command(ctx: Context, audience: Path, topic: str, campaign: str | None,
+                  brand: str | None, out_dir: Path, maps: tuple[str, ...],
+                  as_json: bool) -> None:
+    """Who in AUDIENCE may receive TOPIC: writes sendable.csv (with links) and excluded.csv
+    (with reasons), and prints counts per reason."""
+    import re
+
+    from service.check_job import check_audience
+    from suppression.csvfiles import CsvError
+
+    overrides = _parse_maps(maps, None)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create {out_dir}: {exc.strerror}")
+    size = audience.stat().st_size
+    source = "import:" + (re.sub(r"[^A-Za-z0-9_.-]", "_", audience.stem)[:60] or "audience")
+
+    async def work(rt: Runtime) -> Any:
+        rt.suppressions.topic(topic)
+        if brand is not None and rt.settings.brand(brand).id != brand:
+            fail(f"unknown brand {brand!r} (known: "
+                 f"{', '.join(b.id for b in rt.settings.brands)})")
+        sendable_tmp = out_dir / ".sendable.csv.part"
+        excluded_tmp = out_dir / ".excluded.csv.part"
+        with audience.open("rb") as raw, \
+                sendable_tmp.open("w", encoding="utf-8", newline="") as sendable, \
+                excluded_tmp.open("w", encoding="utf-8", newline="") as excluded, \
+                _progress(size, f"checking {audience.name}") as bar:
+            def advance(done: int) -> None:
+                if bar is not None:
+                    bar.update(bar.task_ids[0], completed=done)
+
+            summary = await check_audience(
+                rt, raw, topic_id=topic, campaign=campaign, brand=brand,
+                sendable_out=sendable, excluded_out=excluded, source=source,
+                overrides=overrides, progress=advance)
+        # Both files appear together, only when complete.
+        sendable_tmp.replace(out_dir / "sendable.csv")
+        excluded_tmp.replace(out_dir / "excluded.csv")
+        return summary
+
+    try:
+        summary = ctx.run(work)
+    except CsvError as exc:
+        fail(f"{audience}: {exc}")
+    if as_json:
+        emit_json(summary.as_json())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{audience.name} for topic {topic}", show_footer=False)
+    table.add_column("result")
+    table.add_column("rows", justify="right")
+    table.add_row("sendable", f"{summary.sendable:,}")
+    for reason, count in sorted(summary.by_reason.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"excluded: {reason}", f"{count:,}")
+    table.add_row("total", f"{summary.total:,}")
+    Console().print(table)
+    click.echo(f"written: {out_dir / 'sendable.csv'} and {out_dir / 'excluded.csv'}")

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +62,10 @@ _CONTACT_COLS = (
 )
 _SUB_COLS = "contact_id, topic, status, basis, since, event_seq"
 _SUP_COLS = "addr_hash, scope, reason, since, channel, event_seq"
+_HASHED_SQL = (
+    "SELECT 1 FROM hashed_suppressions WHERE (algorithm = 'md5' AND digest = ?) "
+    "OR (algorithm = 'sha256' AND digest = ?) LIMIT 1"
+)
 _EVENT_COLS = (
     "seq, at, type, contact_id, addr_hash, channel, actor, payload, evidence_digest, "
     "prev_hash, hash"
@@ -139,6 +143,10 @@ class _SqliteTx:
             addr_hashes,
         ).fetchall()
         return [Suppression(*r) for r in rows]
+
+    def hash_suppressed(self, md5: str, sha256: str) -> bool:
+        row = self.conn.execute(_HASHED_SQL, (md5, sha256)).fetchone()
+        return row is not None
 
     def new_contact_id(self) -> int:
         row = self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM contacts").fetchone()
@@ -526,6 +534,51 @@ class SqliteStore:
             addr_hashes,
         )
         return [Suppression(*r) for r in rows]
+
+    async def hash_suppressed(self, md5: str, sha256: str) -> bool:
+        return bool(await self._fetchall(_HASHED_SQL, (md5, sha256)))
+
+    async def contacts_by_hashes(self, addr_hashes: list[bytes]) -> dict[bytes, Contact]:
+        found: dict[bytes, Contact] = {}
+        for start in range(0, len(addr_hashes), 500):
+            chunk = addr_hashes[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._fetchall(
+                f"SELECT {_CONTACT_COLS} FROM contacts WHERE addr_hash IN ({marks})", chunk
+            )
+            for row in rows:
+                found[row[2]] = Contact(*row)
+        return found
+
+    async def subscriptions_of(self, contact_ids: list[int], topic: str
+                               ) -> dict[int, list[Subscription]]:
+        found: dict[int, list[Subscription]] = {}
+        for start in range(0, len(contact_ids), 500):
+            chunk = contact_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._fetchall(
+                f"SELECT {_SUB_COLS} FROM subscriptions WHERE topic = ? AND contact_id IN "
+                f"({marks})", [topic, *chunk],
+            )
+            for row in rows:
+                found.setdefault(row[0], []).append(Subscription(*row))
+        return found
+
+    async def _pages(self, sql: str) -> AsyncIterator[list[Any]]:
+        try:
+            async with self._reader().execute(sql) as cursor:
+                while page := list(await cursor.fetchmany(20_000)):
+                    yield page
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc) from None
+
+    async def all_suppressions(self) -> AsyncIterator[list[Suppression]]:
+        async for page in self._pages(f"SELECT {_SUP_COLS} FROM suppressions"):
+            yield [Suppression(*r) for r in page]
+
+    async def all_hashed_suppressions(self) -> AsyncIterator[list[tuple[str, str]]]:
+        async for page in self._pages("SELECT algorithm, digest FROM hashed_suppressions"):
+            yield [(a, d) for a, d in page]
 
     async def suppression_counts(self) -> dict[str, int]:
         rows = await self._fetchall(

@@ -8,7 +8,7 @@ An exception raised by one function undoes only that function's changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -83,6 +83,10 @@ class Tx(Protocol):
 
     def suppressions(self, addr_hashes: list[bytes]) -> list[Suppression]: ...
 
+    def hash_suppressed(self, md5: str, sha256: str) -> bool:
+        """Is either partner hash on a hashed suppression list?"""
+        ...
+
 
 class Store(Protocol):
     async def open(self) -> None: ...
@@ -100,6 +104,21 @@ class Store(Protocol):
     async def subscriptions(self, contact_id: int) -> list[Subscription]: ...
 
     async def suppressions(self, addr_hashes: list[bytes]) -> list[Suppression]: ...
+
+    async def hash_suppressed(self, md5: str, sha256: str) -> bool: ...
+
+    async def contacts_by_hashes(self, addr_hashes: list[bytes]) -> dict[bytes, Contact]: ...
+
+    async def subscriptions_of(self, contact_ids: list[int], topic: str
+                               ) -> dict[int, list[Subscription]]: ...
+
+    def all_suppressions(self) -> AsyncIterator[list[Suppression]]:
+        """Every active suppression, page by page."""
+        ...
+
+    def all_hashed_suppressions(self) -> AsyncIterator[list[tuple[str, str]]]:
+        """(algorithm, digest) of every partner-hashed suppression, page by page."""
+        ...
 
     async def suppression_counts(self) -> dict[str, int]: ...
 

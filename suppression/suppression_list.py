@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from suppression.addresses import domain_of, normalise
 from suppression.config import Settings, Topic
-from suppression.hashing import AddressHasher
+from suppression.hashing import AddressHasher, partner_md5, partner_sha256
 from suppression.ledger import (
     STICKY_REASONS,
     ContactAdded,
@@ -193,6 +193,9 @@ class SuppressionList:
         contact = await self.store.contact_by_hash(addr_hash)
         subscriptions = await self.store.subscriptions(contact.id) if contact else []
         suppressions = await self.store.suppressions([addr_hash, domain_hash])
+        normal = normalise(address)
+        if await self.store.hash_suppressed(partner_md5(normal), partner_sha256(normal)):
+            suppressions.append(Suppression(addr_hash, "global", "partner_list", "", "import", 0))
         return decide(
             contact=contact,
             topic=topic,

@@ -1,0 +1,167 @@
+"""Running an import end to end: read, validate, write in batches, report rejects.
+
+Used by ``mailprefs import`` and ``POST /api/v1/imports``. Each batch is one
+transaction; an interrupted import leaves whole batches behind and re-running the
+file finishes it (rows already in are ``unchanged``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import IO, Literal
+
+from service.runtime import Runtime
+from suppression.csvfiles import CsvError, CsvSource, SafeWriter, map_columns
+from suppression.importer import (
+    ImportCounts,
+    ImportRow,
+    Outcome,
+    RowRejected,
+    import_hashes,
+    import_rows,
+    parse_hash_line,
+    parse_row,
+)
+from suppression.store import Tx
+
+BATCH = 2000
+Progress = Callable[[int], None]
+
+
+class _DryRun(Exception):
+    def __init__(self, result: object) -> None:
+        self.result = result
+
+
+async def _write(rt: Runtime, fn: Callable[[Tx], object], dry_run: bool) -> object:
+    if not dry_run:
+        return await rt.store.write(fn)
+
+    def rolled_back(tx: Tx) -> object:
+        raise _DryRun(fn(tx))  # the store undoes this request's changes
+
+    try:
+        await rt.store.write(rolled_back)
+    except _DryRun as done:
+        return done.result
+    raise AssertionError("unreachable")
+
+
+async def import_contacts(
+    rt: Runtime, raw: IO[bytes], *, name: str, default_source: str,
+    overrides: Mapping[str, str] | None = None, dry_run: bool = False,
+    rejects: IO[str] | None = None, progress: Progress | None = None,
+) -> ImportCounts:
+    source = CsvSource(raw)
+    columns = map_columns(source.header, overrides)
+    counts = ImportCounts()
+    reject_writer = SafeWriter(rejects) if rejects is not None else None
+    if reject_writer is not None:
+        reject_writer.writerow(["line", "reason", *source.header])
+    seen: dict[bytes, int] = {}
+    batch: list[ImportRow] = []
+    note = f"import {name[:80]}"
+    by_channel, actor = "import", f"import:{default_source}"
+
+    def reject(line: int, reason: str, values: list[str]) -> None:
+        counts.rejected += 1
+        if reject_writer is not None:
+            reject_writer.writerow([str(line), reason, *values])
+
+    async def flush() -> None:
+        if not batch:
+            return
+        rows = list(batch)
+        batch.clear()
+        at = rt.suppressions.now()
+        outcomes = await _write(
+            rt, lambda tx: import_rows(tx, rows, at, by_channel, actor, note), dry_run
+        )
+        assert isinstance(outcomes, list)
+        for row, outcome in zip(rows, outcomes, strict=True):
+            counts.add(outcome)
+            if outcome == "blocked_by_suppression" and reject_writer is not None:
+                reject_writer.writerow([str(row.line), outcome, *row.values])
+        if progress is not None:
+            progress(source.bytes_read)
+
+    for item in source.rows():
+        counts.rows += 1
+        if isinstance(item, tuple):
+            reject(item[0], item[1], [])
+            continue
+        try:
+            row = parse_row(item, columns, rt.hasher, default_source)
+        except RowRejected as exc:
+            reject(item.line, str(exc), item.values)
+            continue
+        first = seen.get(row.addr_hash)
+        if first is not None:
+            counts.duplicates += 1
+            if reject_writer is not None:
+                reject_writer.writerow([str(row.line), f"duplicate of line {first}", *row.values])
+            continue
+        seen[row.addr_hash] = row.line
+        batch.append(row)
+        if len(batch) >= BATCH:
+            await flush()
+    await flush()
+    return counts
+
+
+async def import_hash_list(
+    rt: Runtime, raw: IO[bytes], algorithm: Literal["md5", "sha256"], *, name: str,
+    dry_run: bool = False, rejects: IO[str] | None = None, progress: Progress | None = None,
+) -> ImportCounts:
+    """One hex digest per line (a header line such as 'email_md5' is skipped)."""
+    counts = ImportCounts()
+    reject_writer = SafeWriter(rejects) if rejects is not None else None
+    if reject_writer is not None:
+        reject_writer.writerow(["line", "reason", "value"])
+    batch: list[str] = []
+    bytes_read = 0
+    note = f"hashed list {name[:80]}"
+
+    async def flush() -> None:
+        if not batch:
+            return
+        digests = list(batch)
+        batch.clear()
+        at = rt.suppressions.now()
+        added = await _write(
+            rt, lambda tx: import_hashes(tx, digests, algorithm, at, "import", "import", note),
+            dry_run,
+        )
+        assert isinstance(added, int)
+        counts.created += added
+        counts.unchanged += len(digests) - added
+        if progress is not None:
+            progress(bytes_read)
+
+    for number, chunk in enumerate(raw, start=1):
+        bytes_read += len(chunk)
+        try:
+            text = chunk.decode("utf-8-sig").strip()
+        except UnicodeDecodeError:
+            raise CsvError(f"line {number}: not UTF-8") from None
+        if not text:
+            continue
+        try:
+            digest = parse_hash_line(text, algorithm)
+        except RowRejected as exc:
+            if number == 1:
+                continue  # a header line such as "email_md5"
+            counts.rows += 1
+            counts.rejected += 1
+            if reject_writer is not None:
+                reject_writer.writerow([str(number), str(exc), text[:100]])
+            continue
+        counts.rows += 1
+        batch.append(digest)
+        if len(batch) >= BATCH:
+            await flush()
+    await flush()
+    return counts
+
+
+OUTCOMES: tuple[Outcome, ...] = ("created", "updated", "unchanged", "blocked_by_suppression")

@@ -1,0 +1,218 @@
+"""Importing contact lists: validate every row, never override an opt-out.
+
+Rows become contacts (``ContactAdded``) or update the facts of known contacts
+(``ContactUpdated``: country, language, kind, dates). An import never writes a
+subscription and never lifts a suppression: a provable consent (a ``consent_at``
+*and* a ``consent_text`` version) is recorded on the contact, and the rules decide
+per country whether it counts. Rows whose address is suppressed for everything
+(or erased, or on a partner's hashed list) are reported ``blocked_by_suppression``
+and change nothing. Re-running the same file changes nothing more: it resumes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+
+from suppression.addresses import InvalidAddress, domain_of, normalise
+from suppression.csvfiles import Columns, Row
+from suppression.hashing import AddressHasher, partner_md5, partner_sha256
+from suppression.ledger import ContactAdded, ContactKind, ContactUpdated, Evidence, HashSuppressed
+from suppression.store import Contact, Tx
+
+KINDS: tuple[ContactKind, ...] = ("person", "b2b_named", "b2b_generic")
+SOURCES = ("form", "customer", "event", "partner", "purchased", "acquired")
+Outcome = Literal["created", "updated", "unchanged", "blocked_by_suppression"]
+_SOURCE_NAME = re.compile(r"import:[A-Za-z0-9_.-]{1,60}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
+
+
+class RowRejected(ValueError):
+    """This row cannot be imported; the message names the field and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    line: int
+    values: list[str]
+    address: str
+    addr_hash: bytes
+    domain_hash: bytes
+    md5: str
+    sha256: str
+    name: str | None
+    company: str | None
+    language: str | None
+    country: str | None
+    kind: ContactKind
+    source: str
+    consent_at: str | None
+    consent_text: str | None
+    last_purchase_at: str | None
+    last_enquiry_at: str | None
+
+
+def _date(field_name: str, value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not _DATE.fullmatch(value):
+        raise RowRejected(f"{field_name}: {value[:40]!r} is not a date (YYYY-MM-DD)")
+    try:
+        if len(value) == 10:
+            date.fromisoformat(value)
+        else:
+            datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        raise RowRejected(f"{field_name}: {value[:40]!r} is not a valid date") from None
+    return value
+
+
+def parse_row(row: Row, columns: Columns, hasher: AddressHasher, default_source: str
+              ) -> ImportRow:
+    """Validate one row; raises RowRejected naming the field."""
+    def get(name: str) -> str:
+        i = columns.index.get(name)
+        return row.values[i].strip() if i is not None else ""
+
+    raw_address = get("address")
+    if not raw_address:
+        raise RowRejected("address: empty")
+    try:
+        address = normalise(raw_address)
+    except InvalidAddress as exc:
+        raise RowRejected(f"address: {exc}") from None
+    country = get("country").upper() or None
+    if country is not None and not (len(country) == 2 and country.isascii() and country.isalpha()):
+        raise RowRejected(f"country: {country[:20]!r} is not a two-letter code (ISO 3166-1)")
+    language = get("language").lower()[:2] or None
+    if language is not None and not (language.isascii() and language.isalpha()):
+        raise RowRejected("language: use a two-letter code such as en, nl, fr")
+    kind = get("kind").lower() or "person"
+    if kind not in KINDS:
+        raise RowRejected(f"kind: {kind[:20]!r} is not one of {', '.join(KINDS)}")
+    source = get("source") or default_source
+    if source not in SOURCES and not _SOURCE_NAME.fullmatch(source):
+        raise RowRejected(
+            f"source: {source[:30]!r} is not one of {', '.join(SOURCES)} or import:NAME"
+        )
+    consent_text = get("consent_text") or None
+    consent_at = _date("consent_at", get("consent_at"))
+    return ImportRow(
+        line=row.line, values=row.values, address=address,
+        addr_hash=hasher.addr_hash(address), domain_hash=hasher.domain_hash(domain_of(address)),
+        md5=partner_md5(address), sha256=partner_sha256(address),
+        name=get("name")[:200] or None, company=get("company")[:200] or None,
+        language=language, country=country, kind=kind,
+        source=source,
+        # Consent counts only with the wording the person agreed to (the proof).
+        consent_at=consent_at if consent_text else None,
+        consent_text=consent_text[:200] if consent_text else None,
+        last_purchase_at=_date("last_purchase_at", get("last_purchase_at")),
+        last_enquiry_at=_date("last_enquiry_at", get("last_enquiry_at")),
+    )
+
+
+@dataclass
+class ImportCounts:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    blocked_by_suppression: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+    def add(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "rows": self.rows, "created": self.created, "updated": self.updated,
+            "unchanged": self.unchanged, "blocked_by_suppression": self.blocked_by_suppression,
+            "duplicates": self.duplicates, "rejected": self.rejected,
+        }
+
+
+def _blocked(tx: Tx, row: ImportRow, contact: Contact | None) -> bool:
+    if contact is not None and contact.erased_at is not None:
+        return True
+    if any(s.scope in ("global", "domain")
+           for s in tx.suppressions([row.addr_hash, row.domain_hash])):
+        return True
+    return tx.hash_suppressed(row.md5, row.sha256)
+
+
+def _changes(row: ImportRow, contact: Contact) -> dict[str, str]:
+    changes: dict[str, str] = {}
+    for name in ("language", "country", "kind", "consent_at", "last_purchase_at",
+                 "last_enquiry_at"):
+        new = getattr(row, name)
+        if new is not None and new != getattr(contact, name):
+            changes[name] = new
+    return changes
+
+
+def import_rows(tx: Tx, rows: Sequence[ImportRow], at: datetime, channel: str, actor: str,
+                note: str) -> list[Outcome]:
+    """One batch, in one transaction."""
+    outcomes: list[Outcome] = []
+    for row in rows:
+        contact = tx.contact_by_hash(row.addr_hash)
+        if _blocked(tx, row, contact):
+            outcomes.append("blocked_by_suppression")
+            continue
+        consent = f"; consent text {row.consent_text}" if row.consent_text else ""
+        if contact is None:
+            contact_id = tx.new_contact_id()
+            tx.append(
+                ContactAdded(
+                    at=at, channel=channel, actor=actor, contact_id=contact_id,
+                    addr_hash=row.addr_hash.hex(), language=row.language, country=row.country,
+                    kind=row.kind, source=row.source, consent_at=row.consent_at,
+                    last_purchase_at=row.last_purchase_at, last_enquiry_at=row.last_enquiry_at,
+                ),
+                Evidence(address=row.address, name=row.name, company=row.company,
+                         note=f"{note}, line {row.line}{consent}"),
+            )
+            outcomes.append("created")
+            continue
+        changes = _changes(row, contact)
+        if not changes:
+            outcomes.append("unchanged")
+            continue
+        tx.append(
+            ContactUpdated(at=at, channel=channel, actor=actor, contact_id=contact.id,
+                           **changes),  # type: ignore[arg-type]
+            Evidence(note=f"{note}, line {row.line}{consent}"),
+        )
+        outcomes.append("updated")
+    return outcomes
+
+
+HEX = re.compile(r"[0-9a-f]+")
+
+
+def parse_hash_line(line: str, algorithm: Literal["md5", "sha256"]) -> str:
+    value = line.strip().strip('"').lower()
+    size = 32 if algorithm == "md5" else 64
+    if len(value) != size or not HEX.fullmatch(value):
+        raise RowRejected(f"not a {algorithm} hex digest ({size} hex characters)")
+    return value
+
+
+def import_hashes(tx: Tx, digests: Iterable[str], algorithm: Literal["md5", "sha256"],
+                  at: datetime, channel: str, actor: str, note: str) -> int:
+    """Add partner-hashed suppressions; returns how many were new."""
+    added = 0
+    for digest in digests:
+        md5, sha = (digest, "") if algorithm == "md5" else ("", digest)
+        if tx.hash_suppressed(md5, sha):
+            continue
+        tx.append(HashSuppressed(at=at, channel=channel, actor=actor, algorithm=algorithm,
+                                 digest=digest, reason="staff"), Evidence(note=note))
+        added += 1
+    return added

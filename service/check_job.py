@@ -78,8 +78,9 @@ async def check_audience(
     csv_source = CsvSource(raw)
     columns = map_columns(csv_source.header, overrides)
     index = await load_index(rt, topic_id)
-    sendable = SafeWriter(sendable_out)
-    excluded = SafeWriter(excluded_out)
+    # Outputs use the input's separator, so they open like the file marketing gave us.
+    sendable = SafeWriter(sendable_out, csv_source.separator)
+    excluded = SafeWriter(excluded_out, csv_source.separator)
     sendable.writerow([*csv_source.header, *LINK_COLUMNS])
     excluded.writerow([*csv_source.header, "reasons"])
     summary = CheckSummary()

@@ -7,6 +7,7 @@ file finishes it (rows already in are ``unchanged``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import IO, Literal
 
@@ -55,7 +56,7 @@ async def import_contacts(
     source = CsvSource(raw)
     columns = map_columns(source.header, overrides)
     counts = ImportCounts()
-    reject_writer = SafeWriter(rejects) if rejects is not None else None
+    reject_writer = SafeWriter(rejects, source.separator) if rejects is not None else None
     if reject_writer is not None:
         reject_writer.writerow(["line", "reason", *source.header])
     seen: dict[bytes, int] = {}
@@ -68,22 +69,37 @@ async def import_contacts(
         if reject_writer is not None:
             reject_writer.writerow([str(line), reason, *values])
 
-    async def flush() -> None:
-        if not batch:
+    writing: asyncio.Task[object] | None = None
+    written: list[ImportRow] = []
+
+    async def settle() -> None:
+        """Wait for the batch being written and account for it."""
+        nonlocal writing
+        if writing is None:
             return
-        rows = list(batch)
-        batch.clear()
-        at = rt.suppressions.now()
-        outcomes = await _write(
-            rt, lambda tx: import_rows(tx, rows, at, by_channel, actor, note), dry_run
-        )
+        outcomes = await writing
+        writing = None
         assert isinstance(outcomes, list)
-        for row, outcome in zip(rows, outcomes, strict=True):
+        for row, outcome in zip(written, outcomes, strict=True):
             counts.add(outcome)
             if outcome == "blocked_by_suppression" and reject_writer is not None:
                 reject_writer.writerow([str(row.line), outcome, *row.values])
         if progress is not None:
             progress(source.bytes_read)
+
+    async def flush() -> None:
+        """Hand the batch to the writer and read the next one meanwhile (pipelined)."""
+        nonlocal writing, written
+        await settle()
+        if not batch:
+            return
+        rows = list(batch)
+        batch.clear()
+        at = rt.suppressions.now()
+        written = rows
+        writing = asyncio.create_task(_write(
+            rt, lambda tx: import_rows(tx, rows, at, by_channel, actor, note), dry_run
+        ))
 
     for item in source.rows():
         counts.rows += 1
@@ -106,6 +122,7 @@ async def import_contacts(
         if len(batch) >= BATCH:
             await flush()
     await flush()
+    await settle()
     return counts
 
 

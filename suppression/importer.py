@@ -20,7 +20,14 @@ from typing import Literal
 from suppression.addresses import InvalidAddress, domain_of, normalise
 from suppression.csvfiles import Columns, Row
 from suppression.hashing import AddressHasher, partner_md5, partner_sha256
-from suppression.ledger import ContactAdded, ContactKind, ContactUpdated, Evidence, HashSuppressed
+from suppression.ledger import (
+    ContactAdded,
+    ContactKind,
+    ContactUpdated,
+    Event,
+    Evidence,
+    HashSuppressed,
+)
 from suppression.store import Contact, Tx
 
 KINDS: tuple[ContactKind, ...] = ("person", "b2b_named", "b2b_generic")
@@ -41,8 +48,6 @@ class ImportRow:
     address: str
     addr_hash: bytes
     domain_hash: bytes
-    md5: str
-    sha256: str
     name: str | None
     company: str | None
     language: str | None
@@ -74,9 +79,11 @@ def _date(field_name: str, value: str) -> str | None:
 def parse_row(row: Row, columns: Columns, hasher: AddressHasher, default_source: str
               ) -> ImportRow:
     """Validate one row; raises RowRejected naming the field."""
+    values, index = row.values, columns.index
+
     def get(name: str) -> str:
-        i = columns.index.get(name)
-        return row.values[i].strip() if i is not None else ""
+        i = index.get(name)
+        return values[i].strip() if i is not None else ""
 
     raw_address = get("address")
     if not raw_address:
@@ -104,7 +111,6 @@ def parse_row(row: Row, columns: Columns, hasher: AddressHasher, default_source:
     return ImportRow(
         line=row.line, values=row.values, address=address,
         addr_hash=hasher.addr_hash(address), domain_hash=hasher.domain_hash(domain_of(address)),
-        md5=partner_md5(address), sha256=partner_sha256(address),
         name=get("name")[:200] or None, company=get("company")[:200] or None,
         language=language, country=country, kind=kind,
         source=source,
@@ -137,15 +143,6 @@ class ImportCounts:
         }
 
 
-def _blocked(tx: Tx, row: ImportRow, contact: Contact | None) -> bool:
-    if contact is not None and contact.erased_at is not None:
-        return True
-    if any(s.scope in ("global", "domain")
-           for s in tx.suppressions([row.addr_hash, row.domain_hash])):
-        return True
-    return tx.hash_suppressed(row.md5, row.sha256)
-
-
 def _changes(row: ImportRow, contact: Contact) -> dict[str, str]:
     changes: dict[str, str] = {}
     for name in ("language", "country", "kind", "consent_at", "last_purchase_at",
@@ -158,38 +155,50 @@ def _changes(row: ImportRow, contact: Contact) -> dict[str, str]:
 
 def import_rows(tx: Tx, rows: Sequence[ImportRow], at: datetime, channel: str, actor: str,
                 note: str) -> list[Outcome]:
-    """One batch, in one transaction."""
+    """One batch, in one transaction: lookups for the whole batch, then bulk appends."""
+    contacts = tx.contacts_by_hashes([r.addr_hash for r in rows])
+    blocked = tx.blocked_hashes([h for r in rows for h in (r.addr_hash, r.domain_hash)])
+    check_partner_lists = tx.has_hashed_suppressions()
+    next_id = tx.new_contact_id()
+    events: list[tuple[Event, Evidence | None]] = []
     outcomes: list[Outcome] = []
     for row in rows:
-        contact = tx.contact_by_hash(row.addr_hash)
-        if _blocked(tx, row, contact):
+        contact = contacts.get(row.addr_hash)
+        if (
+            (contact is not None and contact.erased_at is not None)
+            or row.addr_hash in blocked or row.domain_hash in blocked
+            or (check_partner_lists
+                and tx.hash_suppressed(partner_md5(row.address), partner_sha256(row.address)))
+        ):
             outcomes.append("blocked_by_suppression")
             continue
         consent = f"; consent text {row.consent_text}" if row.consent_text else ""
         if contact is None:
-            contact_id = tx.new_contact_id()
-            tx.append(
+            events.append((
                 ContactAdded(
-                    at=at, channel=channel, actor=actor, contact_id=contact_id,
+                    at=at, channel=channel, actor=actor, contact_id=next_id,
                     addr_hash=row.addr_hash.hex(), language=row.language, country=row.country,
                     kind=row.kind, source=row.source, consent_at=row.consent_at,
                     last_purchase_at=row.last_purchase_at, last_enquiry_at=row.last_enquiry_at,
                 ),
                 Evidence(address=row.address, name=row.name, company=row.company,
                          note=f"{note}, line {row.line}{consent}"),
-            )
+            ))
+            next_id += 1
             outcomes.append("created")
             continue
         changes = _changes(row, contact)
         if not changes:
             outcomes.append("unchanged")
             continue
-        tx.append(
+        events.append((
             ContactUpdated(at=at, channel=channel, actor=actor, contact_id=contact.id,
                            **changes),  # type: ignore[arg-type]
             Evidence(note=f"{note}, line {row.line}{consent}"),
-        )
+        ))
         outcomes.append("updated")
+    if events:
+        tx.append_many(events)
     return outcomes
 
 

@@ -37,8 +37,8 @@ from suppression.ledger import (
     ContactUpdated,
     Erased,
     Event,
-    HashSuppressed,
     Evidence,
+    HashSuppressed,
     Objected,
     PreferencesChanged,
     StoredEvent,
@@ -62,6 +62,7 @@ _CONTACT_COLS = (
 )
 _SUB_COLS = "contact_id, topic, status, basis, since, event_seq"
 _SUP_COLS = "addr_hash, scope, reason, since, channel, event_seq"
+_NO_EVIDENCE = ledger.encode_evidence(Evidence())
 _HASHED_SQL = (
     "SELECT 1 FROM hashed_suppressions WHERE (algorithm = 'md5' AND digest = ?) "
     "OR (algorithm = 'sha256' AND digest = ?) LIMIT 1"
@@ -98,6 +99,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
+    # 64 MB page cache: bulk imports insert keyed hashes in random order into B-trees.
+    conn.execute("PRAGMA cache_size=-65536")
     return conn
 
 
@@ -154,32 +157,65 @@ class _SqliteTx:
 
     # the one way to change anything ------------------------------------
     def append(self, event: Event, evidence: Evidence | None = None) -> int:
-        seq = self.tip_seq + 1
-        payload = ledger.encode_event(event)
-        body = ledger.encode_evidence(evidence or Evidence())
-        digest = ledger.evidence_digest(body)
-        digest_hash = ledger.chain_hash(self.tip_hash, seq, payload, digest)
-        self.conn.execute(
-            f"INSERT INTO events ({_EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                seq,
-                event.at.isoformat(),
-                ledger.event_type(event),
-                ledger.event_contact(event),
-                ledger.event_addr_hash(event),
-                event.channel,
-                event.actor,
-                payload,
-                digest,
-                self.tip_hash,
-                digest_hash,
-            ),
+        return self.append_many([(event, evidence)])[0]
+
+    def append_many(self, items: list[tuple[Event, Evidence | None]]) -> list[int]:
+        """Chain and store events in order (bulk inserts), then derive state from each."""
+        event_rows: list[tuple[object, ...]] = []
+        evidence_rows: list[tuple[int, bytes]] = []
+        seq, tip = self.tip_seq, self.tip_hash
+        for event, evidence in items:
+            seq += 1
+            payload = ledger.encode_event(event)
+            body = ledger.encode_evidence(evidence) if evidence is not None else _NO_EVIDENCE
+            digest = ledger.evidence_digest(body)
+            new_tip = ledger.chain_hash(tip, seq, payload, digest)
+            event_rows.append((
+                seq, event.at.isoformat(), ledger.event_type(event),
+                ledger.event_contact(event), ledger.event_addr_hash(event), event.channel,
+                event.actor, payload, digest, tip, new_tip,
+            ))
+            if body != _NO_EVIDENCE:
+                evidence_rows.append((seq, body))
+            tip = new_tip
+        self.conn.executemany(
+            f"INSERT INTO events ({_EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", event_rows
         )
-        if evidence is not None and evidence != Evidence():
-            self.conn.execute("INSERT INTO evidence (seq, body) VALUES (?, ?)", (seq, body))
-        self._project(seq, event, evidence)
-        self.tip_seq, self.tip_hash = seq, digest_hash
-        return seq
+        if evidence_rows:
+            self.conn.executemany("INSERT INTO evidence (seq, body) VALUES (?, ?)",
+                                  evidence_rows)
+        first = self.tip_seq + 1
+        for offset, (event, evidence) in enumerate(items):
+            self._project(first + offset, event, evidence)
+        self.tip_seq, self.tip_hash = seq, tip
+        return list(range(first, seq + 1))
+
+    def contacts_by_hashes(self, addr_hashes: list[bytes]) -> dict[bytes, Contact]:
+        found: dict[bytes, Contact] = {}
+        for start in range(0, len(addr_hashes), 500):
+            chunk = addr_hashes[start:start + 500]
+            rows = self.conn.execute(
+                f"SELECT {_CONTACT_COLS} FROM contacts WHERE addr_hash IN "
+                f"({','.join('?' * len(chunk))})", chunk,
+            ).fetchall()
+            found.update((row[2], Contact(*row)) for row in rows)
+        return found
+
+    def blocked_hashes(self, addr_hashes: list[bytes]) -> set[bytes]:
+        """Which of these hashes carry a suppression for everything (global or domain)."""
+        found: set[bytes] = set()
+        for start in range(0, len(addr_hashes), 500):
+            chunk = addr_hashes[start:start + 500]
+            rows = self.conn.execute(
+                "SELECT DISTINCT addr_hash FROM suppressions WHERE scope IN ('global', "
+                f"'domain') AND addr_hash IN ({','.join('?' * len(chunk))})", chunk,
+            ).fetchall()
+            found.update(r[0] for r in rows)
+        return found
+
+    def has_hashed_suppressions(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM hashed_suppressions LIMIT 1").fetchone() \
+            is not None
 
     def _suppress(self, addr_hash: str, scope: str, reason: str, seq: int, event: Event) -> None:
         self.conn.execute(

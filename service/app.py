@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 
 from service.api.auth import ApiTokens
 from service.api.links import create_links
+from service.api.lists import create_check, create_import, status
 from service.errors import exception_handlers
 from service.metrics import Metrics, metrics_middleware
 from service.recipient.common import RateLimiter
@@ -102,7 +103,8 @@ def create_app(
         include_in_schema=False, cache_control=None,
     )
     return Litestar(
-        route_handlers=[healthz, metrics_endpoint, brand_css, static, create_links,
+        route_handlers=[healthz, metrics_endpoint, brand_css, static, create_links, status,
+                        create_import, create_check,
                         *RECIPIENT_ROUTES],
         dependencies={
             "runtime": provide(runtime),

@@ -464,3 +464,55 @@ def check_command(ctx: Context, audience: Path, topic: str, campaign: str | None
     table.add_row("total", f"{summary.total:,}")
     Console().print(table)
     click.echo(f"written: {out_dir / 'sendable.csv'} and {out_dir / 'excluded.csv'}")
+
+
+@suppression.command("export")
+@click.option("--format", "file_format", type=click.Choice(["md5", "sha256", "csv"]),
+              required=True, help="md5/sha256: one hash of the lower-cased address per line "
+              "(for partners and mailing tools); csv: address, scope, reason, since.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file (default: standard output).")
+@pass_ctx
+def suppression_export(ctx: Context, file_format: str, out: Path | None) -> None:
+    """Export the suppression list. Hash formats hold no address; csv does (it is for
+    operators: it carries personal data, handle it as such)."""
+    from suppression.csvfiles import SafeWriter
+    from suppression.hashing import partner_md5, partner_sha256
+
+    stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+
+    async def work(rt: Runtime) -> int:
+        count = 0
+        seen: set[str] = set()
+        writer = SafeWriter(stream) if file_format == "csv" else None
+        if writer is not None:
+            writer.writerow(["address", "scope", "reason", "since"])
+        digest = partner_md5 if file_format == "md5" else partner_sha256
+        async for page in rt.store.suppressed_addresses():
+            for address, scope, reason, since in page:
+                if writer is not None:
+                    writer.writerow([address, scope, reason, since])
+                    count += 1
+                    continue
+                if scope not in ("global", "domain"):
+                    continue  # a topic opt-out is not "never mail", partners get no topics
+                value = digest(address)
+                if value not in seen:
+                    seen.add(value)
+                    stream.write(value + "\n")
+                    count += 1
+        if writer is None:
+            async for hashed in rt.store.all_hashed_suppressions():
+                for algorithm, value in hashed:
+                    if algorithm == file_format and value not in seen:
+                        seen.add(value)
+                        stream.write(value + "\n")
+                        count += 1
+        return count
+
+    try:
+        count = ctx.run(work)
+    finally:
+        if out:
+            stream.close()
+    click.echo(f"exported {count} entries", err=True)

@@ -612,6 +612,12 @@ class SqliteStore:
         async for page in self._pages(f"SELECT {_SUP_COLS} FROM suppressions"):
             yield [Suppression(*r) for r in page]
 
+    async def suppressed_addresses(self) -> AsyncIterator[list[tuple[str, str, str, str]]]:
+        sql = ("SELECT c.address, s.scope, s.reason, s.since FROM suppressions s JOIN contacts c "
+               "ON c.addr_hash = s.addr_hash WHERE c.address IS NOT NULL ORDER BY c.address")
+        async for page in self._pages(sql):
+            yield [(a, scope, reason, since) for a, scope, reason, since in page]
+
     async def all_hashed_suppressions(self) -> AsyncIterator[list[tuple[str, str]]]:
         async for page in self._pages("SELECT algorithm, digest FROM hashed_suppressions"):
             yield [(a, d) for a, d in page]

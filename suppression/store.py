@@ -128,6 +128,10 @@ class Store(Protocol):
         """Every active suppression, page by page."""
         ...
 
+    def suppressed_addresses(self) -> AsyncIterator[list[tuple[str, str, str, str]]]:
+        """(address, scope, reason, since) of suppressions whose address is known."""
+        ...
+
     def all_hashed_suppressions(self) -> AsyncIterator[list[tuple[str, str]]]:
         """(algorithm, digest) of every partner-hashed suppression, page by page."""
         ...

@@ -119,17 +119,22 @@ class SuppressionList:
         reason: SuppressionReason,
         by: Actor,
     ) -> bool:
-        """Add a suppression; False if it was already there (nothing recorded)."""
+        """Add a suppression; False if it was already there (nothing recorded).
+
+        An address we did not know becomes a contact first: the mailing tools and
+        partners can only be told about an opt-out whose address we keep."""
         scope = self.scope_for(topic)
-        _, addr_hash, _ = self.keys_for(address)
+        normal, addr_hash, _ = self.keys_for(address)
         at = self.now()
 
         def run(tx: Tx) -> bool:
             existing = tx.suppressions([addr_hash])
             if any(s.scope == scope and s.reason == reason for s in existing):
                 return False
-            contact = tx.contact_by_hash(addr_hash)
-            if reason == "unsubscribe" and contact is not None:
+            contact = tx.contact_by_hash(addr_hash) or ensure_contact_in(
+                tx, normal, addr_hash, at, by, None, None, "person", by.channel
+            )
+            if reason == "unsubscribe":
                 tx.append(
                     Unsubscribed(
                         at=at, channel=by.channel, actor=by.actor, contact_id=contact.id,
@@ -141,8 +146,7 @@ class SuppressionList:
                 tx.append(
                     Suppressed(
                         at=at, channel=by.channel, actor=by.actor, addr_hash=addr_hash.hex(),
-                        scope=scope, reason=reason,
-                        contact_id=contact.id if contact else None,
+                        scope=scope, reason=reason, contact_id=contact.id,
                     ),
                     by.evidence,
                 )

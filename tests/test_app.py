@@ -22,7 +22,8 @@ def test_metrics_are_prometheus_text_without_personal_data(server: Server) -> No
     httpx.get(server.url + "/healthz")
     text = httpx.get(server.url + "/metrics").text
     assert 'mailprefs_suppressions{reason="complaint"} 1' in text
-    assert "mailprefs_ledger_events 2" in text
+    # the suppressed address became a contact first (ContactAdded + Suppressed), + links
+    assert "mailprefs_ledger_events 3" in text
     assert 'mailprefs_http_requests_total{method="GET",route="/healthz",status="200"}' in text
     assert "# TYPE mailprefs_http_request_duration_seconds histogram" in text
     assert "example.com" not in text

@@ -89,7 +89,7 @@ def test_remove_refuses_sticky_reasons_without_force(config_path: Path) -> None:
     refused = run_cli("suppression", "remove", "c@example.com", "--reason", "mistake",
                       config=config_path)
     assert refused.returncode == 1 and "--force" in refused.stderr
-    assert ledger_length(config_path) == 1
+    assert ledger_length(config_path) == 2  # ContactAdded + Suppressed, nothing lifted
     forced = run_cli("suppression", "remove", "c@example.com", "--reason", "mistake",
                      "--force", config=config_path)
     assert forced.returncode == 0
@@ -105,7 +105,7 @@ def test_topic_suppression_and_staff_suppression_are_lifted_normally(config_path
     lifted = run_cli("suppression", "remove", "d@example.com", "--topic", "events",
                      "--reason", "entered by mistake", config=config_path)
     assert lifted.returncode == 0 and "topic:events (staff)" in lifted.stdout
-    assert ledger_length(config_path) == 2
+    assert ledger_length(config_path) == 3  # ContactAdded, Suppressed, SuppressionLifted
 
 
 def test_keys_rotate_old_links_keep_working(config_path: Path) -> None:

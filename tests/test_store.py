@@ -52,7 +52,7 @@ async def test_suppressing_twice_records_one_event(runtime: Runtime) -> None:
     sl = runtime.suppressions
     assert await sl.suppress("a@example.com", topic=None, reason="staff", by=STAFF)
     assert not await sl.suppress("A@Example.com ", topic=None, reason="staff", by=STAFF)
-    assert await runtime.store.ledger_length() == 1
+    assert await runtime.store.ledger_length() == 2  # the new contact, one suppression
 
 
 async def test_group_commit_many_concurrent_writers_each_get_their_event(
@@ -65,9 +65,9 @@ async def test_group_commit_many_concurrent_writers_each_get_their_event(
           for i in range(n))
     )
     assert all(results)
-    assert await runtime.store.ledger_length() == n
+    assert await runtime.store.ledger_length() == 2 * n  # ContactAdded + Suppressed each
     broken, count = await runtime.store.verify_ledger()
-    assert broken is None and count == n
+    assert broken is None and count == 2 * n
     assert (await runtime.store.suppression_counts())["unsubscribe"] == n
 
 
@@ -89,7 +89,7 @@ async def test_a_failing_write_undoes_only_itself(runtime: Runtime) -> None:
     )
     assert outcome[0] is True and outcome[2] is True
     assert isinstance(outcome[1], RuntimeError)
-    assert await runtime.store.ledger_length() == 2
+    assert await runtime.store.ledger_length() == 4
     broken, _ = await runtime.store.verify_ledger()
     assert broken is None
 
@@ -98,7 +98,7 @@ def test_tampering_with_a_row_is_detected_by_audit_verify(config_path: Path) -> 
     for address in ("a@example.com", "b@example.com", "c@example.com"):
         assert run_cli("suppression", "add", address, config=config_path).returncode == 0
     ok = run_cli("audit", "verify", config=config_path)
-    assert ok.returncode == 0 and "3 events" in ok.stdout
+    assert ok.returncode == 0 and "6 events" in ok.stdout
 
     db = config_path.parent / "test.db"
     conn = sqlite3.connect(db)
@@ -178,7 +178,7 @@ def test_acknowledged_writes_survive_kill_9(config_path: Path) -> None:
             return await store.ledger_length(), (await store.verify_ledger())[0]
 
     length, broken = asyncio.run(check())
-    assert length == n and broken is None
+    assert length == 2 * n and broken is None  # a ContactAdded and a suppression each
     shown = run_cli("suppression", "show", "user199@example.com", "--json", config=config_path)
     assert json.loads(shown.stdout)[0]["reason"] == "unsubscribe"
 
@@ -208,7 +208,7 @@ def test_two_cli_processes_and_a_server_write_at_once(tmp_path: Path) -> None:
         server.stop()
     verified = run_cli("audit", "verify", config=config)
     assert verified.returncode == 0, verified.stderr
-    assert "105 events" in verified.stdout
+    assert "210 events" in verified.stdout  # 105 new contacts, 105 suppressions
 
 
 async def test_evidence_is_kept_apart_and_covered_by_the_chain(runtime: Runtime) -> None:

@@ -45,6 +45,18 @@ def test_tampered_token_is_rejected() -> None:
             tokens.verify(Purpose.UNSUBSCRIBE, bad)
 
 
+B64_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@given(st.integers(0, 10**9), st.sampled_from(B64_LETTERS))
+def test_any_other_last_character_is_rejected(contact_id: int, letter: str) -> None:
+    tokens = Tokens([KEY_A])
+    token = tokens.sign(Purpose.UNSUBSCRIBE, TokenPayload(contact_id))
+    if token[-1] != letter:
+        with pytest.raises(TokenInvalid):
+            tokens.verify(Purpose.UNSUBSCRIBE, token[:-1] + letter)
+
+
 def test_a_token_only_works_for_its_purpose() -> None:
     tokens = Tokens([KEY_A])
     token = tokens.sign(Purpose.PREFERENCES, TokenPayload(7))

@@ -1,0 +1,145 @@
+"""Marketing API for lists: single status, imports and pre-send checks.
+
+Uploads are spooled to a temporary file as they arrive (constant memory), processed
+with the same code as the CLI, and results streamed back from disk. The address of a
+status question travels in the body, never in the URL (no personal data in URLs).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from typing import IO, Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.di import NamedDependency
+from litestar.exceptions import ClientException
+from litestar.params import FromQuery, JSONBody, QueryParameter
+from litestar.response import Stream
+
+from service.api.auth import bearer_guard
+from service.check_job import check_audience
+from service.import_job import import_contacts, import_hash_list
+from service.runtime import Runtime
+from suppression.addresses import InvalidAddress
+from suppression.csvfiles import CsvError
+
+MAX_UPLOAD = 2 * 1024**3
+SPOOL_IN_MEMORY = 8 * 1024**2
+
+
+class StatusRequest(msgspec.Struct, forbid_unknown_fields=True):
+    address: str
+    topic: str | None = None
+
+
+class StatusResponse(msgspec.Struct):
+    address: str
+    sendable: bool
+    reasons: list[str]
+
+
+@post("/api/v1/status", guards=[bearer_guard], tags=["marketing"], status_code=200,
+      security=[{"bearer": []}])
+async def status(data: JSONBody[StatusRequest], runtime: NamedDependency[Runtime]
+                 ) -> StatusResponse:
+    """May this address receive this topic now, and if not, why not (stable reason codes)."""
+    runtime.suppressions.topic(data.topic)
+    try:
+        normal, _, _ = runtime.suppressions.keys_for(data.address)
+    except InvalidAddress:
+        return StatusResponse(data.address.strip()[:320], False, ["invalid_address"])
+    decision = await runtime.suppressions.status(normal, data.topic)
+    return StatusResponse(normal, decision.sendable, list(decision.reasons))
+
+
+async def _spool(request: Request[Any, Any, Any]) -> IO[bytes]:
+    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+    async for chunk in request.stream():
+        spooled.write(chunk)
+    if spooled.tell() == 0:
+        spooled.close()
+        raise ClientException("the body is empty: send the CSV file as the request body")
+    spooled.seek(0)
+    return spooled
+
+
+@post("/api/v1/imports", guards=[bearer_guard], tags=["marketing"], status_code=200,
+      security=[{"bearer": []}], request_max_body_size=MAX_UPLOAD)
+async def create_import(
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
+    source: FromQuery[str | None] = None,
+    file_format: Annotated[Literal["csv", "md5", "sha256"], QueryParameter(name="format")]
+    = "csv",
+    dry_run: FromQuery[bool] = False, name: FromQuery[str] = "upload",
+) -> Response[dict[str, Any]]:
+    """Import a contact list (CSV body) or a hashed suppression list (one hex digest per
+    line, ``file_format=md5|sha256``). Answers the counts and up to 1000 rejected rows
+    with their line numbers and reasons. Never lifts an opt-out."""
+    body = await _spool(request)
+    rejects = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+        max_size=SPOOL_IN_MEMORY, mode="w+", encoding="utf-8", newline="")
+    try:
+        if file_format == "csv":
+            counts = await import_contacts(
+                runtime, body, name=name, default_source=source or f"import:{name}"[:60],
+                dry_run=dry_run, rejects=rejects)
+        else:
+            counts = await import_hash_list(runtime, body, file_format, name=name,
+                                            dry_run=dry_run, rejects=rejects)
+        rejects.seek(0)
+        lines = rejects.read().splitlines()
+    except CsvError as exc:
+        raise ClientException(str(exc)) from None
+    finally:
+        body.close()
+        rejects.close()
+    return Response({**counts.as_json(), "dry_run": dry_run,
+                     "rejects_csv": lines[:1001], "rejects_truncated": len(lines) > 1001})
+
+
+@post("/api/v1/checks", guards=[bearer_guard], tags=["marketing"], status_code=200,
+      security=[{"bearer": []}], request_max_body_size=MAX_UPLOAD,
+      media_type="text/csv")
+async def create_check(
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], topic: FromQuery[str],
+    campaign: FromQuery[str | None] = None, brand: FromQuery[str | None] = None,
+    result: FromQuery[Literal["sendable", "excluded"]] = "sendable",
+) -> Stream:
+    """Pre-send check of an audience (CSV body). Streams back ``sendable`` rows (input
+    columns + links and List-Unsubscribe headers) or, with ``result=excluded``, the
+    excluded rows with their reasons. The counts per reason are in the
+    ``X-Mailprefs-Summary`` header (JSON)."""
+    runtime.suppressions.topic(topic)
+    if brand is not None and runtime.settings.brand(brand).id != brand:
+        raise ClientException(f"unknown brand {brand!r}")
+    body = await _spool(request)
+    outputs = {name: tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # noqa: SIM115
+               for name in ("sendable", "excluded")}
+    try:
+        summary = await check_audience(
+            runtime, body, topic_id=topic, campaign=campaign, brand=brand,
+            sendable_out=outputs["sendable"], excluded_out=outputs["excluded"],
+            source="import:api")
+    except CsvError as exc:
+        for f in outputs.values():
+            f.close()
+        raise ClientException(str(exc)) from None
+    finally:
+        body.close()
+    chosen = outputs.pop(result)
+    for f in outputs.values():
+        f.close()
+    chosen.seek(0)
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            while chunk := chosen.read(64 * 1024):
+                yield chunk
+        finally:
+            chosen.close()
+
+    return Stream(stream(), media_type="text/csv; charset=utf-8",
+                  headers={"X-Mailprefs-Summary": json.dumps(summary.as_json())})

@@ -57,6 +57,8 @@ class Context:
             runtime = build_runtime(self.settings)
         except KeyFileError as exc:
             fail(f"bad key file: {exc}", 2)
+        except ConfigError as exc:
+            fail(f"bad configuration: {exc}", 2)
 
         async def main() -> T:
             await runtime.open()
@@ -106,6 +108,8 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
         app = create_app(settings)
     except KeyFileError as exc:
         fail(f"bad key file: {exc}", 2)
+    except ConfigError as exc:
+        fail(f"bad configuration: {exc}", 2)
     click.echo(
         f"mailprefs serving {settings.base_url} (config: {settings.source}, "
         f"database: {settings.database})",

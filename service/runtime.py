@@ -11,6 +11,7 @@ from service.outbox import MaildirOutbox, Outbox, SmtpOutbox, SmtpSettings
 from service.texts import Texts, load_texts
 from suppression.config import Settings
 from suppression.hashing import AddressHasher
+from suppression.jurisdictions import builtin_jurisdictions
 from suppression.keys import load_keys
 from suppression.sqlite_store import SqliteStore
 from suppression.store import Store
@@ -57,6 +58,7 @@ def build_runtime(
 ) -> Runtime:
     """Wire the domain objects; the store is opened by ``Runtime.open``."""
     clock = clock or time.time
+    builtin_jurisdictions()  # a broken rules table stops the start, not the first check
     keys = load_keys(settings.key_file)
     tokens = Tokens(
         keys.signing_keys,

@@ -104,6 +104,24 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+_INSERT_CONTACT = (
+    "INSERT INTO contacts (id, address, addr_hash, language, country, kind, source, created_at, "
+    "updated_at, name, company, consent_at, last_purchase_at, last_enquiry_at) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _contact_row(event: ContactAdded, evidence: Evidence | None) -> tuple[object, ...]:
+    at = event.at.isoformat()
+    return (
+        event.contact_id, evidence.address if evidence else None,
+        bytes.fromhex(event.addr_hash), event.language, event.country, event.kind,
+        event.source, at, at, evidence.name if evidence else None,
+        evidence.company if evidence else None, event.consent_at, event.last_purchase_at,
+        event.last_enquiry_at,
+    )
+
+
 @dataclass
 class _Request:
     fn: Callable[[_SqliteTx], Any]
@@ -185,8 +203,14 @@ class _SqliteTx:
             self.conn.executemany("INSERT INTO evidence (seq, body) VALUES (?, ?)",
                                   evidence_rows)
         first = self.tip_seq + 1
-        for offset, (event, evidence) in enumerate(items):
-            self._project(first + offset, event, evidence)
+        new_contacts = [(e, ev) for e, ev in items if isinstance(e, ContactAdded)]
+        if len(new_contacts) == len(items):
+            # A bulk import: every event creates a contact, so derive them in one go.
+            self.conn.executemany(_INSERT_CONTACT, [_contact_row(e, ev) for e, ev in
+                                                    new_contacts])
+        else:
+            for offset, (event, evidence) in enumerate(items):
+                self._project(first + offset, event, evidence)
         self.tip_seq, self.tip_hash = seq, tip
         return list(range(first, seq + 1))
 
@@ -230,27 +254,7 @@ class _SqliteTx:
         c = self.conn
         match event:
             case ContactAdded():
-                c.execute(
-                    "INSERT INTO contacts (id, address, addr_hash, language, country, kind, "
-                    "source, created_at, updated_at, name, company, consent_at, "
-                    "last_purchase_at, last_enquiry_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        event.contact_id,
-                        evidence.address if evidence else None,
-                        bytes.fromhex(event.addr_hash),
-                        event.language,
-                        event.country,
-                        event.kind,
-                        event.source,
-                        at,
-                        at,
-                        evidence.name if evidence else None,
-                        evidence.company if evidence else None,
-                        event.consent_at,
-                        event.last_purchase_at,
-                        event.last_enquiry_at,
-                    ),
-                )
+                c.execute(_INSERT_CONTACT, _contact_row(event, evidence))
             case ContactUpdated():
                 c.execute(
                     "UPDATE contacts SET language = coalesce(?, language), "

@@ -25,7 +25,7 @@ from suppression.importer import (
 )
 from suppression.store import Tx
 
-BATCH = 2000
+BATCH = 5000
 Progress = Callable[[int], None]
 
 

@@ -16,17 +16,19 @@ from typing import IO
 
 from service.runtime import Runtime
 from suppression.audience import (
+    IndexBuilder,
     Keyed,
     SuppressionIndex,
-    build_index,
     decide_row,
     key_address,
     stand_in,
 )
 from suppression.csvfiles import Columns, CsvSource, Row, SafeWriter, map_columns
+from suppression.importer import KINDS, NewContact, add_contacts
+from suppression.ledger import ContactKind
 from suppression.links import make_links
-from suppression.store import Contact, Suppression, Tx
-from suppression.suppression_list import Actor, ensure_contact_in
+from suppression.store import Contact
+from suppression.suppression_list import Actor
 
 CHUNK = 2000
 LINK_COLUMNS = ["unsubscribe_url", "preferences_url", "list_unsubscribe",
@@ -48,15 +50,12 @@ class CheckSummary:
 async def load_index(rt: Runtime, topic_id: str) -> SuppressionIndex:
     topic = rt.suppressions.topic(topic_id)
     assert topic is not None
-    suppressions: list[Suppression] = []
+    builder = IndexBuilder(topic)
     async for page in rt.store.all_suppressions():
-        suppressions.extend(page)
-    hashed: list[tuple[str, str]] = []
+        builder.add(page)
     async for hashed_page in rt.store.all_hashed_suppressions():
-        hashed.extend(hashed_page)
-    index = build_index(suppressions, topic, hashed)
-    del suppressions, hashed
-    return index
+        builder.add_hashed(hashed_page)
+    return builder.build()
 
 
 @dataclass
@@ -96,8 +95,11 @@ async def check_audience(
 
     async def flush() -> None:
         valid = [p for p in chunk if p.keyed is not None and not p.reasons]
-        contacts = await rt.store.contacts_by_hashes([p.keyed.addr_hash for p in valid
-                                                      if p.keyed])
+        hits = {id(p): index.matching(p.keyed) for p in valid if p.keyed is not None}
+        # A suppression for everything decides alone: no need to fetch that contact.
+        lookup = [p.keyed.addr_hash for p in valid if p.keyed is not None and not any(
+            s.scope in ("global", "domain") for s in hits[id(p)])]
+        contacts = await rt.store.contacts_by_hashes(lookup)
         subs = await rt.store.subscriptions_of([c.id for c in contacts.values()], topic.id)
         unknown: list[_Pending] = []
         for p in valid:
@@ -106,7 +108,7 @@ async def check_audience(
             known = contact is not None
             if contact is None:
                 contact = _stand_in(p, columns)
-            decision = decide_row(p.keyed, contact, known, topic, index, subs, today)
+            decision = decide_row(p.keyed, contact, known, topic, hits[id(p)], subs, today)
             if decision.sendable:
                 if known:
                     p.contact_id = contact.id
@@ -117,14 +119,12 @@ async def check_audience(
         if unknown:
             at = rt.suppressions.now()
 
-            def create(tx: Tx) -> list[int]:
-                return [
-                    ensure_contact_in(tx, p.keyed.address, p.keyed.addr_hash, at, by, None,
-                                      _country(p, columns), "person", source).id
-                    for p in unknown if p.keyed is not None
-                ]
-
-            for p, contact_id in zip(unknown, await rt.store.write(create), strict=True):
+            new = [NewContact(p.keyed.address, p.keyed.addr_hash, _country(p, columns),
+                              _kind(value(p.row, "kind", columns)), source)
+                   for p in unknown if p.keyed is not None]
+            ids = await rt.store.write(
+                lambda tx: add_contacts(tx, new, at, by.channel, by.actor, "pre-send check"))
+            for p, contact_id in zip(unknown, ids, strict=True):
                 p.contact_id = contact_id
         for p in chunk:
             summary.total += 1
@@ -145,6 +145,10 @@ async def check_audience(
     def _country(p: _Pending, cols: Columns) -> str | None:
         country = (value(p.row, "country", cols) or "").upper()
         return country if len(country) == 2 and country.isalpha() else None
+
+    def _kind(value: str | None) -> ContactKind:
+        kind = (value or "").strip().lower()
+        return kind if kind in KINDS else "person"
 
     def _stand_in(p: _Pending, cols: Columns) -> Contact:
         assert p.keyed is not None

@@ -8,6 +8,7 @@ same decision ``rules.decide`` gives for a single address.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -18,35 +19,55 @@ from suppression.hashing import AddressHasher, partner_md5, partner_sha256
 from suppression.rules import Decision, decide
 from suppression.store import Contact, Subscription, Suppression
 
+Scopes = tuple[tuple[str, str], ...]
+"""(scope, reason) pairs of one keyed hash; the same few tuples are shared by all."""
+
 
 @dataclass
 class SuppressionIndex:
-    """Active suppressions relevant to one topic, by keyed hash (loaded once)."""
+    """Active suppressions relevant to one topic, by keyed hash (loaded once).
 
-    by_hash: dict[bytes, list[Suppression]]
+    A million suppressions must fit in little memory: each hash maps to a shared,
+    interned tuple of (scope, reason) pairs instead of full Suppression records."""
+
+    by_hash: dict[bytes, Scopes]
     md5: set[str]
     sha256: set[str]
 
-    def matching(self, addr_hash: bytes, domain_hash: bytes, md5: str, sha: str
-                 ) -> list[Suppression]:
-        found = self.by_hash.get(addr_hash, []) + self.by_hash.get(domain_hash, [])
-        if md5 in self.md5 or sha in self.sha256:
-            found.append(Suppression(addr_hash, "global", "partner_list", "", "import", 0))
+    def matching(self, keyed: Keyed) -> list[Suppression]:
+        found = [
+            Suppression(h, scope, reason, "", "", 0)
+            for h in (keyed.addr_hash, keyed.domain_hash)
+            for scope, reason in self.by_hash.get(h, ())
+        ]
+        if (self.md5 and partner_md5(keyed.address) in self.md5) or (
+            self.sha256 and partner_sha256(keyed.address) in self.sha256
+        ):
+            found.append(Suppression(keyed.addr_hash, "global", "partner_list", "", "", 0))
         return found
 
 
-def build_index(suppressions: Iterable[Suppression], topic: Topic,
-                hashed: Iterable[tuple[str, str]]) -> SuppressionIndex:
-    wanted = ("global", "domain", "third_party", f"topic:{topic.id}")
-    by_hash: dict[bytes, list[Suppression]] = {}
-    for s in suppressions:
-        if s.scope in wanted:
-            by_hash.setdefault(s.addr_hash, []).append(s)
-    md5: set[str] = set()
-    sha: set[str] = set()
-    for algorithm, digest in hashed:
-        (md5 if algorithm == "md5" else sha).add(digest)
-    return SuppressionIndex(by_hash, md5, sha)
+class IndexBuilder:
+    def __init__(self, topic: Topic) -> None:
+        self.wanted = {"global", "domain", "third_party", f"topic:{topic.id}"}
+        self.by_hash: dict[bytes, Scopes] = {}
+        self.shared: dict[Scopes, Scopes] = {}
+        self.md5: set[str] = set()
+        self.sha256: set[str] = set()
+
+    def add(self, suppressions: Iterable[Suppression]) -> None:
+        for s in suppressions:
+            if s.scope not in self.wanted:
+                continue
+            pairs = (*self.by_hash.get(s.addr_hash, ()), (s.scope, s.reason))
+            self.by_hash[s.addr_hash] = self.shared.setdefault(pairs, pairs)
+
+    def add_hashed(self, hashed: Iterable[tuple[str, str]]) -> None:
+        for algorithm, digest in hashed:
+            (self.md5 if algorithm == "md5" else self.sha256).add(digest)
+
+    def build(self) -> SuppressionIndex:
+        return SuppressionIndex(self.by_hash, self.md5, self.sha256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +77,6 @@ class Keyed:
     address: str
     addr_hash: bytes
     domain_hash: bytes
-    md5: str
-    sha256: str
 
 
 def key_address(raw: str, hasher: AddressHasher) -> Keyed | None:
@@ -65,8 +84,12 @@ def key_address(raw: str, hasher: AddressHasher) -> Keyed | None:
         address = normalise(raw)
     except InvalidAddress:
         return None
-    return Keyed(address, hasher.addr_hash(address), hasher.domain_hash(domain_of(address)),
-                 partner_md5(address), partner_sha256(address))
+    return Keyed(address, hasher.addr_hash(address), _domain_hash(hasher, domain_of(address)))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _domain_hash(hasher: AddressHasher, domain: str) -> bytes:
+    return hasher.domain_hash(domain)  # audiences repeat a few domains a million times
 
 
 def stand_in(keyed: Keyed, country: str | None, kind: str | None) -> Contact:
@@ -78,9 +101,8 @@ def stand_in(keyed: Keyed, country: str | None, kind: str | None) -> Contact:
 
 
 def decide_row(keyed: Keyed, contact: Contact, known: bool, topic: Topic,
-               index: SuppressionIndex, subscriptions: Mapping[int, Sequence[Subscription]],
-               today: date) -> Decision:
-    suppressions = index.matching(keyed.addr_hash, keyed.domain_hash, keyed.md5, keyed.sha256)
+               suppressions: list[Suppression],
+               subscriptions: Mapping[int, Sequence[Subscription]], today: date) -> Decision:
     return decide(
         contact=contact,
         topic=topic,

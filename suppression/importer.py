@@ -202,6 +202,40 @@ def import_rows(tx: Tx, rows: Sequence[ImportRow], at: datetime, channel: str, a
     return outcomes
 
 
+@dataclass(frozen=True, slots=True)
+class NewContact:
+    address: str
+    addr_hash: bytes
+    country: str | None
+    kind: ContactKind
+    source: str
+
+
+def add_contacts(tx: Tx, new: Sequence[NewContact], at: datetime, channel: str, actor: str,
+                 note: str) -> list[int]:
+    """Contact ids for these addresses, creating the missing ones in one bulk append."""
+    known = tx.contacts_by_hashes([n.addr_hash for n in new])
+    next_id = tx.new_contact_id()
+    ids: list[int] = []
+    events: list[tuple[Event, Evidence | None]] = []
+    for n in new:
+        contact = known.get(n.addr_hash)
+        if contact is not None:
+            ids.append(contact.id)
+            continue
+        events.append((
+            ContactAdded(at=at, channel=channel, actor=actor, contact_id=next_id,
+                         addr_hash=n.addr_hash.hex(), country=n.country, kind=n.kind,
+                         source=n.source),
+            Evidence(address=n.address, note=note),
+        ))
+        ids.append(next_id)
+        next_id += 1
+    if events:
+        tx.append_many(events)
+    return ids
+
+
 HEX = re.compile(r"[0-9a-f]+")
 
 

@@ -9,6 +9,7 @@ that may be mailed but are not contacts yet become contacts, so their links work
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -116,17 +117,30 @@ async def check_audience(
                     unknown.append(p)
             else:
                 p.reasons = decision.reasons
+        creating: asyncio.Task[list[int]] | None = None
         if unknown:
             at = rt.suppressions.now()
-
             new = [NewContact(p.keyed.address, p.keyed.addr_hash, _country(p, columns),
                               _kind(value(p.row, "kind", columns)), source)
                    for p in unknown if p.keyed is not None]
-            ids = await rt.store.write(
-                lambda tx: add_contacts(tx, new, at, by.channel, by.actor, "pre-send check"))
-            for p, contact_id in zip(unknown, ids, strict=True):
+            creating = asyncio.create_task(rt.store.write(
+                lambda tx: add_contacts(tx, new, at, by.channel, by.actor, "pre-send check")))
+        # The new contacts commit while the next chunk is read and decided (pipelined).
+        await emit()
+        waiting.append((list(chunk), unknown, creating))
+        chunk.clear()
+
+    waiting: list[tuple[list[_Pending], list[_Pending], asyncio.Task[list[int]] | None]] = []
+
+    async def emit() -> None:
+        """Write out the previous chunk once its new contacts are committed."""
+        if not waiting:
+            return
+        rows, unknown, creating = waiting.pop()
+        if creating is not None:
+            for p, contact_id in zip(unknown, await creating, strict=True):
                 p.contact_id = contact_id
-        for p in chunk:
+        for p in rows:
             summary.total += 1
             if p.reasons:
                 summary.excluded += 1
@@ -138,7 +152,6 @@ async def check_audience(
             summary.sendable += 1
             sendable.writerow([*p.row.values, links.unsubscribe_url, links.preferences_url,
                                links.list_unsubscribe, links.list_unsubscribe_post])
-        chunk.clear()
         if progress is not None:
             progress(csv_source.bytes_read)
 
@@ -174,5 +187,6 @@ async def check_audience(
         if len(chunk) >= CHUNK:
             await flush()
     await flush()
+    await emit()
     return summary
 

@@ -121,22 +121,22 @@ async def _contact(runtime: Runtime, contact_id: int) -> Contact:
 async def preferences_page(
     token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
 ) -> Response[str]:
-    runtime, pages = web.runtime, web.pages
-    payload = runtime.tokens.verify(Purpose.PREFERENCES, token)
-    return await _render(
-        runtime, pages, request, await _contact(runtime, payload.contact_id), payload
-    )
+    return await _show(web, request, Purpose.PREFERENCES, token)
 
 
 @route("/m/{token:str}", http_method=["GET", "HEAD"], include_in_schema=False)
 async def manage_link_page(
     token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
 ) -> Response[str]:
-    runtime, pages = web.runtime, web.pages
-    payload = runtime.tokens.verify(Purpose.MANAGE, token)
-    return await _render(
-        runtime, pages, request, await _contact(runtime, payload.contact_id), payload
-    )
+    """The e-mailed, short-lived link: the same page, which posts to a /p/ link."""
+    return await _show(web, request, Purpose.MANAGE, token)
+
+
+async def _show(web: Web, request: Request[Any, Any, Any], purpose: Purpose, token: str
+                ) -> Response[str]:
+    payload = web.runtime.tokens.verify(purpose, token)
+    contact = await _contact(web.runtime, payload.contact_id)
+    return await _render(web.runtime, web.pages, request, contact, payload)
 
 
 def _parse_pause(value: str, today: date) -> str | None:

@@ -281,13 +281,12 @@ async def renew_post(
     contact = await runtime.store.contact(payload.contact_id)
     lang = pages.language(request, contact.language if contact else None)
     brand = runtime.settings.brand(payload.brand)
-    response = _check_inbox(
-        pages,
-        lang,
-        brand,
-        "manage_sent_body",
-        minutes=max(1, runtime.settings.manage_ttl_seconds // 60),
-    )
+    if kind is Purpose.CONFIRM:
+        days = max(1, runtime.settings.confirm_ttl_seconds // 86400)
+        response = _check_inbox(pages, lang, brand, "subscribe_sent_body", days=days)
+    else:
+        minutes = max(1, runtime.settings.manage_ttl_seconds // 60)
+        response = _check_inbox(pages, lang, brand, "manage_sent_body", minutes=minutes)
     if contact is None or contact.erased_at is not None:
         return response
     if kind is Purpose.MANAGE:

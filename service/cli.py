@@ -51,10 +51,10 @@ class Context:
                 fail(f"bad configuration: {exc}", 2)
         return self._settings
 
-    def run(self, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    def run(self, work: Callable[[Runtime], Awaitable[T]], *, bulk: bool = False) -> T:
         """Open the runtime, run one async piece of work, map domain errors to exit 1."""
         try:
-            runtime = build_runtime(self.settings)
+            runtime = build_runtime(self.settings, bulk=bulk)
         except KeyFileError as exc:
             fail(f"bad key file: {exc}", 2)
         except ConfigError as exc:
@@ -371,7 +371,7 @@ def import_command(ctx: Context, file: Path, source: str | None, country_column:
 
     try:
         try:
-            counts = ctx.run(work)
+            counts = ctx.run(work, bulk=True)
         except CsvError as exc:
             fail(f"{file}: {exc}")
         tmp.close()

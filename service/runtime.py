@@ -54,7 +54,8 @@ def build_outbox(settings: Settings) -> Outbox:
 
 
 def build_runtime(
-    settings: Settings, store: Store | None = None, clock: Clock | None = None
+    settings: Settings, store: Store | None = None, clock: Clock | None = None,
+    *, bulk: bool = False,
 ) -> Runtime:
     """Wire the domain objects; the store is opened by ``Runtime.open``."""
     clock = clock or time.time
@@ -70,7 +71,9 @@ def build_runtime(
     )
     hasher = AddressHasher(keys.hash_secret)
     owns = store is None
-    the_store: Store = store if store is not None else SqliteStore(settings.database)
+    the_store: Store = (
+        store if store is not None else SqliteStore(settings.database, bulk=bulk)
+    )
     return Runtime(
         settings=settings,
         store=the_store,

@@ -101,8 +101,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     # 64 MB page cache: bulk imports insert keyed hashes in random order into B-trees.
     conn.execute("PRAGMA cache_size=-65536")
-    # Checkpoint the WAL every ~80 MB instead of every 4 MB: bulk imports commit often.
-    conn.execute("PRAGMA wal_autocheckpoint=20000")
     return conn
 
 
@@ -390,6 +388,9 @@ class _Writer:
             conn.execute("ROLLBACK")
             raise
 
+    def set_bulk(self) -> None:
+        self._need().execute("PRAGMA wal_autocheckpoint=20000")
+
     def _need(self) -> sqlite3.Connection:
         if self.conn is None:
             raise StoreError("the store is not open")
@@ -430,10 +431,15 @@ class _Writer:
 
 
 class SqliteStore:
-    """The default Store: one SQLite file."""
+    """The default Store: one SQLite file.
 
-    def __init__(self, path: Path) -> None:
+    ``bulk`` (imports from the CLI): checkpoint the WAL every ~80 MB instead of every
+    4 MB. Fewer, larger checkpoints make a bulk import much faster, but each one stalls
+    its commit, which a server answering one-click requests should not do."""
+
+    def __init__(self, path: Path, *, bulk: bool = False) -> None:
         self.path = Path(path)
+        self.bulk = bulk
         self._writer = _Writer(self.path)
         self._queue: asyncio.Queue[_Request] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -445,6 +451,8 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._writer.executor, self._writer.open)
+            if self.bulk:
+                await loop.run_in_executor(self._writer.executor, self._writer.set_bulk)
             for _ in range(READERS):
                 reader = await aiosqlite.connect(
                     f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S

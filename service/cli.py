@@ -432,18 +432,23 @@ def check_command(ctx: Context, audience: Path, topic: str, campaign: str | None
                  f"{', '.join(b.id for b in rt.settings.brands)})")
         sendable_tmp = out_dir / ".sendable.csv.part"
         excluded_tmp = out_dir / ".excluded.csv.part"
-        with audience.open("rb") as raw, \
-                sendable_tmp.open("w", encoding="utf-8", newline="") as sendable, \
-                excluded_tmp.open("w", encoding="utf-8", newline="") as excluded, \
-                _progress(size, f"checking {audience.name}") as bar:
-            def advance(done: int) -> None:
-                if bar is not None:
-                    bar.update(bar.task_ids[0], completed=done)
+        try:
+            with audience.open("rb") as raw, \
+                    sendable_tmp.open("w", encoding="utf-8", newline="") as sendable, \
+                    excluded_tmp.open("w", encoding="utf-8", newline="") as excluded, \
+                    _progress(size, f"checking {audience.name}") as bar:
+                def advance(done: int) -> None:
+                    if bar is not None:
+                        bar.update(bar.task_ids[0], completed=done)
 
-            summary = await check_audience(
-                rt, raw, topic_id=topic, campaign=campaign, brand=brand,
-                sendable_out=sendable, excluded_out=excluded, source=source,
-                overrides=overrides, progress=advance)
+                summary = await check_audience(
+                    rt, raw, topic_id=topic, campaign=campaign, brand=brand,
+                    sendable_out=sendable, excluded_out=excluded, source=source,
+                    overrides=overrides, progress=advance)
+        except BaseException:
+            sendable_tmp.unlink(missing_ok=True)  # no half-written results left behind
+            excluded_tmp.unlink(missing_ok=True)
+            raise
         # Both files appear together, only when complete.
         sendable_tmp.replace(out_dir / "sendable.csv")
         excluded_tmp.replace(out_dir / "excluded.csv")

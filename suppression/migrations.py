@@ -89,6 +89,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (algorithm, digest)
         ) WITHOUT ROWID""",
     ),
+    # 3: index events by keyed hash only where no contact id does the job (events of
+    # a contact are found through events_contact); keeps bulk imports off a random index
+    (
+        "DROP INDEX events_addr_hash",
+        "CREATE INDEX events_addr_hash ON events(addr_hash) "
+        "WHERE addr_hash IS NOT NULL AND contact_id IS NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

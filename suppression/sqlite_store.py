@@ -340,7 +340,8 @@ class _SqliteTx:
                 c.execute("DELETE FROM subscriptions WHERE contact_id = ?", (event.contact_id,))
                 c.execute(
                     "DELETE FROM evidence WHERE seq IN (SELECT seq FROM events WHERE "
-                    "contact_id = ? OR addr_hash = ?)",
+                    "contact_id = ? UNION SELECT seq FROM events WHERE contact_id IS NULL "
+                    "AND addr_hash = ?)",
                     (event.contact_id, event.addr_hash),
                 )
                 self._suppress(event.addr_hash, "global", "erasure", seq, event)

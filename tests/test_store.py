@@ -226,3 +226,31 @@ async def test_evidence_is_kept_apart_and_covered_by_the_chain(runtime: Runtime)
     conn = sqlite3.connect(runtime.settings.database)
     body = conn.execute("SELECT body FROM evidence WHERE seq = 1").fetchone()[0]
     assert evidence_digest(body) != event.evidence_digest
+
+
+async def test_erasure_removes_personal_evidence_and_the_chain_still_verifies(
+    runtime: Runtime,
+) -> None:
+    from suppression.ledger import Erased
+
+    by = Actor("one_click", "recipient", Evidence(ip="192.0.2.7", user_agent="Mail/1.0"))
+    contact = await runtime.suppressions.ensure_contact("forget.me@example.com", by)
+    await runtime.suppressions.suppress("forget.me@example.com", topic="events",
+                                        reason="unsubscribe", by=by)
+    await runtime.suppressions.ensure_contact("keep.me@example.com", by)
+    at = runtime.suppressions.now()
+
+    def erase(tx: object) -> None:
+        tx.append(Erased(at=at, channel="staff", actor="staff:dpo",  # type: ignore[attr-defined]
+                         contact_id=contact.id, addr_hash=contact.addr_hash.hex()))
+
+    await runtime.store.write(erase)
+    conn = sqlite3.connect(runtime.settings.database)
+    bodies = b"".join(r[0] for r in conn.execute("SELECT body FROM evidence"))
+    assert b"forget.me" not in bodies and b"192.0.2.7" in bodies  # only the other contact's
+    assert conn.execute("SELECT address FROM contacts WHERE id = ?",
+                        (contact.id,)).fetchone() == (None,)
+    broken, count = await runtime.store.verify_ledger()
+    assert broken is None and count == 4
+    decision = await runtime.suppressions.status("forget.me@example.com", "events")
+    assert "suppressed:global:erasure" in decision.reasons

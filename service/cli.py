@@ -110,15 +110,16 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
         fail(f"bad key file: {exc}", 2)
     except ConfigError as exc:
         fail(f"bad configuration: {exc}", 2)
+    listen_host, listen_port = host or settings.host, port or settings.port
     click.echo(
-        f"mailprefs serving {settings.base_url} (config: {settings.source}, "
-        f"database: {settings.database})",
+        f"mailprefs listening on http://{listen_host}:{listen_port} (links point at "
+        f"{settings.base_url}; config: {settings.source}; database: {settings.database})",
         err=True,
     )
     uvicorn.run(
         app,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=listen_host,
+        port=listen_port,
         access_log=False,  # our own access log names route templates, never tokens
         log_level="info",
     )

@@ -12,8 +12,10 @@ from litestar import Request
 from litestar.datastructures import FormMultiDict
 from litestar.exceptions import ClientException, HTTPException, InternalServerException
 
+from service.runtime import Runtime
 from suppression.ledger import Evidence
-from suppression.subscriptions import Who
+from suppression.store import Contact
+from suppression.subscriptions import ContactNotFound, Who
 from suppression.tokens import Purpose, TokenError, TokenPayload, Tokens
 
 MAX_HEADER_EVIDENCE = 300
@@ -73,6 +75,14 @@ def check_csrf(tokens: Tokens, value: str | None, contact_id: int, form: str) ->
         raise ClientException("the form has expired or did not come from our page") from None
     if payload.contact_id != contact_id or payload.extra != form:
         raise ClientException("the form did not come from this page")
+
+
+async def known_contact(runtime: Runtime, contact_id: int) -> Contact:
+    """The contact a genuine token names; a token for a contact we do not have is a 404."""
+    contact = await runtime.store.contact(contact_id)
+    if contact is None:
+        raise ContactNotFound(contact_id)
+    return contact
 
 
 class RateLimited(HTTPException):

@@ -13,7 +13,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
 from litestar.params import FromPath
 
-from service.recipient.common import check_csrf, csrf_token, read_form, who
+from service.recipient.common import check_csrf, csrf_token, known_contact, read_form, who
 from service.recipient.mails import send_confirmation
 from service.recipient.pages import Pages
 from service.recipient.web import Web
@@ -21,7 +21,6 @@ from service.runtime import Runtime
 from suppression.config import LANGUAGES, Topic
 from suppression.store import Contact, Subscription, Suppression, Tx
 from suppression.subscriptions import (
-    ContactNotFound,
     Who,
     change_preferences,
     need_contact,
@@ -110,13 +109,6 @@ async def _render(
     )
 
 
-async def _contact(runtime: Runtime, contact_id: int) -> Contact:
-    contact = await runtime.store.contact(contact_id)
-    if contact is None:
-        raise ContactNotFound(contact_id)
-    return contact
-
-
 @route("/p/{token:str}", http_method=["GET", "HEAD"], include_in_schema=False)
 async def preferences_page(
     token: FromPath[str], request: Request[Any, Any, Any], web: NamedDependency[Web]
@@ -135,7 +127,7 @@ async def manage_link_page(
 async def _show(web: Web, request: Request[Any, Any, Any], purpose: Purpose, token: str
                 ) -> Response[str]:
     payload = web.runtime.tokens.verify(purpose, token)
-    contact = await _contact(web.runtime, payload.contact_id)
+    contact = await known_contact(web.runtime, payload.contact_id)
     return await _render(web.runtime, web.pages, request, contact, payload)
 
 
@@ -192,7 +184,7 @@ async def preferences_post(
 ) -> Response[str]:
     runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.PREFERENCES, token)
-    contact = await _contact(runtime, payload.contact_id)
+    contact = await known_contact(runtime, payload.contact_id)
     form = await read_form(request)
     check_csrf(runtime.tokens, form.get("csrf"), contact.id, FORM)
     by = who(request, "preference_page", runtime.clock, token)

@@ -11,10 +11,10 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
 from litestar.params import FromPath
 
-from service.recipient.common import read_form, who
+from service.recipient.common import known_contact, read_form, who
 from service.recipient.pages import Pages
 from service.recipient.web import Web
-from suppression.subscriptions import ContactNotFound, undo_unsubscribe, unsubscribe
+from suppression.subscriptions import undo_unsubscribe, unsubscribe
 from suppression.tokens import Purpose, TokenError, TokenPayload
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
@@ -34,9 +34,7 @@ async def unsubscribe_page(
 ) -> Response[str]:
     runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.UNSUBSCRIBE, token)
-    contact = await runtime.store.contact(payload.contact_id)
-    if contact is None:
-        raise ContactNotFound(payload.contact_id)
+    contact = await known_contact(runtime, payload.contact_id)
     lang = pages.language(request, contact.language)
     return pages.render(
         "unsubscribe.html",
@@ -105,9 +103,7 @@ async def undo_post(
     runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.UNSUBSCRIBE, token)
     form = await read_form(request)
-    contact = await runtime.store.contact(payload.contact_id)
-    if contact is None:
-        raise ContactNotFound(payload.contact_id)
+    contact = await known_contact(runtime, payload.contact_id)
     lang = pages.language(request, contact.language)
     brand = pages.settings.brand(payload.brand)
     prefs_url = f"/p/{runtime.tokens.sign(Purpose.PREFERENCES, payload)}"

@@ -139,6 +139,14 @@ class Server:
         data: dict[str, Any] = json.loads(result.stdout)
         return data
 
+    def customer(self, address: str, country: str = "BE") -> None:
+        """Import ADDRESS as an own customer (a purchase this year)."""
+        path = self.config.parent / "customer.csv"
+        path.write_text(f"email;country;source;last_purchase_at\n{address};{country};customer;"
+                        "2026-06-01\n", encoding="utf-8")
+        result = self.cli("import", str(path))
+        assert result.returncode == 0, result.stderr
+
     def ledger_length(self) -> int:
         with sqlite3.connect(self.config.parent / "test.db") as conn:
             return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, post, route
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
@@ -19,6 +20,7 @@ from service.recipient.pages import Pages
 from service.recipient.web import Web
 from service.runtime import Runtime
 from suppression.config import LANGUAGES, Topic
+from suppression.rules import decide
 from suppression.store import Contact, Subscription, Suppression, Tx
 from suppression.subscriptions import (
     Who,
@@ -45,29 +47,28 @@ class TopicState:
 
 
 def topic_states(
-    topics: tuple[Topic, ...], subs: list[Subscription], suppressions: list[Suppression], lang: str
+    topics: tuple[Topic, ...], contact: Contact, subs: list[Subscription],
+    suppressions: list[Suppression], lang: str, today: date,
 ) -> list[TopicState]:
-    """What each checkbox shows: does this person receive the topic now?"""
+    """What each checkbox shows: would this person get the topic now, by the same rules
+    as `status` and `check` (a pause aside: it has its own field). In an opt-out country
+    a topic is ticked without a subscription, so unticking it records the opt-out."""
+    unpaused = msgspec.structs.replace(contact, paused_until=None)
     status = {s.topic: s.status for s in subs}
-    everything_off = any(s.scope in ("global", "domain") for s in suppressions)
-    off = {s.scope.removeprefix("topic:") for s in suppressions if s.scope.startswith("topic:")}
     states = []
     for topic in topics:
-        if topic.required:
-            receiving = True
-        elif everything_off or topic.id in off:
-            receiving = False
-        elif topic.kind == "service":
-            receiving = status.get(topic.id) != "unsubscribed"
-        else:
-            receiving = status.get(topic.id) in ("subscribed", "pending")
+        pending = status.get(topic.id) == "pending"
+        receiving = topic.required or pending or decide(
+            contact=unpaused, topic=topic, subscriptions=subs, suppressions=suppressions,
+            today=today,
+        ).sendable
         states.append(
             TopicState(
                 id=topic.id,
                 name=topic.name(lang),
                 description=topic.description.get(lang, ""),
                 checked=receiving,
-                pending=receiving and status.get(topic.id) == "pending",
+                pending=pending,
                 service=topic.kind == "service",
                 required=topic.required,
             )
@@ -97,7 +98,7 @@ async def _render(
         lang=lang,
         brand=settings.brand(payload.brand),
         title=pages.t(lang, "prefs_title"),
-        topics=topic_states(settings.topics, subs, sups, lang),
+        topics=topic_states(settings.topics, contact, subs, sups, lang, today),
         action=f"/p/{prefs_token}",
         csrf=csrf_token(runtime.tokens, contact.id, FORM),
         paused_until=contact.paused_until
@@ -165,7 +166,7 @@ def save_preferences(
     subs = tx.subscriptions(contact_id)
     sups = tx.suppressions([contact.addr_hash])
     to_confirm: list[str] = []
-    for state in topic_states(topics, subs, sups, "en"):
+    for state in topic_states(topics, contact, subs, sups, "en", by.at.date()):
         if state.required or (state.id in wanted) == state.checked:
             continue
         if state.checked:

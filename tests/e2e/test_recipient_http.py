@@ -134,6 +134,7 @@ def test_preferences_form_needs_its_csrf_token(server: Server) -> None:
 
 
 def test_preferences_change_topics_language_and_pause(server: Server) -> None:
+    server.customer("p2@example.com", country="")  # unknown country: the strictest rule
     url = server.links("p2@example.com")["preferences_url"]
     csrf = form_fields(httpx.get(url).text)["csrf"]
     saved = httpx.post(url, data={"csrf": csrf, "action": "save", "topic": ["security"],
@@ -277,3 +278,21 @@ def test_links_api_needs_a_bearer_token(server: Server) -> None:
     assert one_click.status_code == 200
     status = server.cli("status", "a@example.com", "--topic", "events", "--json")
     assert "suppressed:topic:events:unsubscribe" in status.stdout
+
+
+def test_opt_out_country_shows_topics_ticked_and_unticking_opts_out(server: Server) -> None:
+    """In the US (opt-out) a customer gets the newsletter without a subscription: the page
+    must show that, and unticking must stop it."""
+    server.customer("us.customer@example.com", country="US")
+    url = server.links("us.customer@example.com")["preferences_url"]
+    page = httpx.get(url).text
+    assert re.search(r'id="topic-newsletter" name="topic" value="newsletter" checked', page)
+    before = server.cli("status", "us.customer@example.com", "--topic", "newsletter", "--json")
+    assert '"sendable": true' in before.stdout
+    csrf = form_fields(page)["csrf"]
+    saved = httpx.post(url, data={"csrf": csrf, "action": "save",
+                                  "topic": ["events", "security", "surveys"]})
+    assert saved.status_code == 200
+    after = server.cli("status", "us.customer@example.com", "--topic", "newsletter", "--json")
+    assert "suppressed:topic:newsletter:unsubscribe" in after.stdout
+    assert server.outbox() == []  # nothing newly asked for, so no confirmation mail

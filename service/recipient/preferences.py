@@ -19,6 +19,7 @@ from service.recipient.mails import send_confirmation
 from service.recipient.pages import Pages
 from service.recipient.web import Web
 from service.runtime import Runtime
+from suppression.addresses import domain_of
 from suppression.config import LANGUAGES, Topic
 from suppression.rules import decide
 from suppression.store import Contact, Subscription, Suppression, Tx
@@ -85,7 +86,10 @@ async def _render(
 ) -> Response[str]:
     lang = pages.language(request, contact.language)
     subs = await runtime.store.subscriptions(contact.id)
-    sups = await runtime.store.suppressions([contact.addr_hash])
+    hashes = [contact.addr_hash]
+    if contact.address:  # a domain-wide suppression shows as everything off
+        hashes.append(runtime.hasher.domain_hash(domain_of(contact.address)))
+    sups = await runtime.store.suppressions(hashes)
     settings = runtime.settings
     prefs_token = runtime.tokens.sign(
         Purpose.PREFERENCES,

@@ -109,7 +109,7 @@ async def check_audience(
             known = contact is not None
             if contact is None:
                 contact = _stand_in(p, columns)
-            decision = decide_row(p.keyed, contact, known, topic, hits[id(p)], subs, today)
+            decision = decide_row(contact, known, topic, hits[id(p)], subs, today)
             if decision.sendable:
                 if known:
                     p.contact_id = contact.id

@@ -16,7 +16,6 @@ from suppression.csvfiles import CsvError, CsvSource, SafeWriter, map_columns
 from suppression.importer import (
     ImportCounts,
     ImportRow,
-    Outcome,
     RowRejected,
     import_hashes,
     import_rows,
@@ -180,5 +179,3 @@ async def import_hash_list(
     await flush()
     return counts
 
-
-OUTCOMES: tuple[Outcome, ...] = ("created", "updated", "unchanged", "blocked_by_suppression")

@@ -100,7 +100,7 @@ def stand_in(keyed: Keyed, country: str | None, kind: str | None) -> Contact:
                    source="audience", created_at="")
 
 
-def decide_row(keyed: Keyed, contact: Contact, known: bool, topic: Topic,
+def decide_row(contact: Contact, known: bool, topic: Topic,
                suppressions: list[Suppression],
                subscriptions: Mapping[int, Sequence[Subscription]], today: date) -> Decision:
     return decide(

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 FIELDS = (
@@ -166,15 +164,6 @@ def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
     yield from rest
 
 
-def open_source(path: Path) -> tuple[IO[bytes], CsvSource]:
-    raw = path.open("rb")
-    try:
-        return raw, CsvSource(raw)
-    except BaseException:
-        raw.close()
-        raise
-
-
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -194,6 +183,3 @@ class SafeWriter:
     def writerow(self, values: Sequence[str]) -> None:
         self._writer.writerow([safe_cell(v) for v in values])
 
-
-def to_text(stream: IO[bytes]) -> io.TextIOWrapper:
-    return io.TextIOWrapper(stream, encoding="utf-8", newline="")

@@ -40,11 +40,3 @@ def partner_sha256(address: str) -> str:
     """SHA-256 hex of the trimmed, lower-cased address (hashed suppression lists)."""
     return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
 
-
-def constant_time_equal(a: bytes | str, b: bytes | str) -> bool:
-    """Compare secrets without leaking where they differ."""
-    if isinstance(a, str):
-        a = a.encode()
-    if isinstance(b, str):
-        b = b.encode()
-    return hmac.compare_digest(a, b)

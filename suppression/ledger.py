@@ -24,7 +24,6 @@ Channel = str
 """link | one_click | preference_page | subscribe_form | mailto | staff | import | cli |
 api | esp:NAME"""
 
-SubscriptionStatus = Literal["subscribed", "pending", "unsubscribed"]
 Basis = Literal["consent", "soft_opt_in", "legitimate_interest", "implied"]
 ContactKind = Literal["person", "b2b_named", "b2b_generic"]
 SuppressionReason = Literal[
@@ -181,7 +180,6 @@ Event = (
 
 _encoder = msgspec.json.Encoder(order="deterministic")
 _event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
-_evidence_decoder = msgspec.json.Decoder(Evidence)
 
 
 def encode_event(event: Event) -> bytes:
@@ -194,10 +192,6 @@ def decode_event(payload: bytes) -> Event:
 
 def encode_evidence(evidence: Evidence) -> bytes:
     return _encoder.encode(evidence)
-
-
-def decode_evidence(body: bytes) -> Evidence:
-    return _evidence_decoder.decode(body)
 
 
 def evidence_digest(body: bytes) -> str:

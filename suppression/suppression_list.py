@@ -55,12 +55,6 @@ class Actor:
     evidence: Evidence | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Status:
-    address: str
-    decision: Decision
-
-
 class SuppressionList:
     def __init__(
         self, store: Store, hasher: AddressHasher, settings: Settings, clock: Clock = time.time

@@ -20,7 +20,7 @@ from service.recipient.pages import Pages
 from service.recipient.web import Web
 from service.runtime import Runtime
 from suppression.addresses import domain_of
-from suppression.config import LANGUAGES, Topic
+from suppression.config import LANGUAGES, Settings, Topic
 from suppression.rules import decide
 from suppression.store import Contact, Subscription, Suppression, Tx
 from suppression.subscriptions import (
@@ -95,7 +95,6 @@ async def _render(
         Purpose.PREFERENCES,
         TokenPayload(contact.id, payload.topic, payload.campaign, payload.brand),
     )
-    required = [t.name(lang) for t in settings.topics if t.required]
     today = date.fromtimestamp(runtime.clock())
     return pages.render(
         "preferences.html",
@@ -109,7 +108,7 @@ async def _render(
         if contact.paused_until and contact.paused_until > today.isoformat()
         else None,
         today=(today + timedelta(days=1)).isoformat(),
-        required_names=", ".join(required),
+        required_names=_required_names(settings, lang),
         erased=contact.erased_at is not None,
     )
 
@@ -136,6 +135,11 @@ async def _show(web: Web, request: Request[Any, Any, Any], purpose: Purpose, tok
     return await _render(web.runtime, web.pages, request, contact, payload)
 
 
+def _required_names(settings: Settings, lang: str) -> str:
+    """Topics "leave everything" does not stop, named for the page ('' if none)."""
+    return ", ".join(t.name(lang) for t in settings.topics if t.required)
+
+
 def _parse_pause(value: str, today: date) -> str | None:
     """'' clears a pause; a date from tomorrow up to two years ahead sets one."""
     value = value.strip()
@@ -150,12 +154,6 @@ def _parse_pause(value: str, today: date) -> str | None:
     return day.isoformat()
 
 
-@dataclass(frozen=True)
-class Saved:
-    left_all: bool
-    to_confirm: list[str]
-
-
 def save_preferences(
     tx: Tx,
     contact_id: int,
@@ -164,7 +162,7 @@ def save_preferences(
     language: str | None,
     pause: str | None,
     by: Who,
-) -> Saved:
+) -> list[str]:
     """Apply the form in one transaction, only what differs from the current state."""
     contact = need_contact(tx, contact_id)
     subs = tx.subscriptions(contact_id)
@@ -180,7 +178,7 @@ def save_preferences(
     if to_confirm:
         request_subscription(tx, contact_id, to_confirm, "preference-centre", by)
     change_preferences(tx, contact_id, by, language=language, paused_until=pause)
-    return Saved(left_all=False, to_confirm=to_confirm)
+    return to_confirm
 
 
 @post("/p/{token:str}", status_code=200, include_in_schema=False)
@@ -199,9 +197,9 @@ async def preferences_post(
         await runtime.store.write(lambda tx: unsubscribe(tx, contact.id, None, by))
         lang = pages.language(request, contact.language)
         lines = [pages.t(lang, "unsubscribed_all", brand=brand.name)]
-        required = [t.name(lang) for t in settings.topics if t.required]
+        required = _required_names(settings, lang)
         if required:
-            lines.append(pages.t(lang, "prefs_leave_required", topics=", ".join(required)))
+            lines.append(pages.t(lang, "prefs_leave_required", topics=required))
         return pages.message(
             lang=lang,
             brand=brand,
@@ -216,7 +214,7 @@ async def preferences_post(
     today = date.fromtimestamp(runtime.clock())
     pause = _parse_pause(str(form.get("pause_until") or ""), today)
     wanted = {str(v) for v in form.getall("topic", [])} & set(settings.topic_ids)
-    saved = await runtime.store.write(
+    to_confirm = await runtime.store.write(
         lambda tx: save_preferences(
             tx, contact.id, wanted, settings.topics, str(language) if language else None, pause, by
         )
@@ -224,10 +222,10 @@ async def preferences_post(
     lang = str(language) if language else pages.language(request, contact.language)
     lines = [pages.t(lang, "prefs_saved_body")]
     background = None
-    if saved.to_confirm and contact.address:
+    if to_confirm and contact.address:
         lines.append(pages.t(lang, "prefs_confirm_sent"))
         background = BackgroundTask(
-            send_confirmation, runtime, contact, lang, brand, saved.to_confirm
+            send_confirmation, runtime, contact, lang, brand, to_confirm
         )
     response = pages.message(
         lang=lang,

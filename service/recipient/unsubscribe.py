@@ -14,6 +14,7 @@ from litestar.params import FromPath
 from service.recipient.common import known_contact, read_form, who
 from service.recipient.pages import Pages
 from service.recipient.web import Web
+from service.runtime import Runtime
 from suppression.subscriptions import undo_unsubscribe, unsubscribe
 from suppression.tokens import Purpose, TokenError, TokenPayload
 
@@ -26,6 +27,11 @@ def _message(pages: Pages, payload: TokenPayload, lang: str, key: str) -> str:
     if payload.topic is None:
         return pages.t(lang, f"{key}_all", brand=brand)
     return pages.t(lang, f"{key}_topic", brand=brand, topic=pages.topic_name(payload.topic, lang))
+
+
+def _prefs_url(runtime: Runtime, payload: TokenPayload) -> str:
+    """The preference centre for the same contact, topic, campaign and brand."""
+    return f"/p/{runtime.tokens.sign(Purpose.PREFERENCES, payload)}"
 
 
 @route("/u/{token:str}", http_method=["GET", "HEAD"], tags=["recipient"], include_in_schema=False)
@@ -43,7 +49,7 @@ async def unsubscribe_page(
         title=pages.t(lang, "unsubscribe_title"),
         message=_message(pages, payload, lang, "unsubscribe"),
         action=f"/u/{token}",
-        prefs_url=f"/p/{runtime.tokens.sign(Purpose.PREFERENCES, payload)}",
+        prefs_url=_prefs_url(runtime, payload),
     )
 
 
@@ -92,7 +98,7 @@ async def unsubscribe_post(
         undo_token=undo_token,
         undo_action=f"/u/{token}/undo",
         undo_minutes=max(1, runtime.settings.undo_ttl_seconds // 60),
-        prefs_url=f"/p/{runtime.tokens.sign(Purpose.PREFERENCES, payload)}",
+        prefs_url=_prefs_url(runtime, payload),
     )
 
 
@@ -106,7 +112,7 @@ async def undo_post(
     contact = await known_contact(runtime, payload.contact_id)
     lang = pages.language(request, contact.language)
     brand = pages.settings.brand(payload.brand)
-    prefs_url = f"/p/{runtime.tokens.sign(Purpose.PREFERENCES, payload)}"
+    prefs_url = _prefs_url(runtime, payload)
     try:
         undo = runtime.tokens.verify(Purpose.UNDO, str(form.get("undo") or ""))
     except TokenError:

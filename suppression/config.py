@@ -82,6 +82,68 @@ class MailSettings:
     """Name of the environment variable holding the SMTP password (never the password)."""
 
 
+CONNECTOR_KINDS = ("mailchimp", "brevo", "sendgrid", "mailgun", "ses", "postmark")
+DEFAULT_BASE_URLS = {
+    "mailchimp": "",  # https://<dc>.api.mailchimp.com/3.0, <dc> from the key's "-us21" suffix
+    "brevo": "https://api.brevo.com/v3",
+    "sendgrid": "https://api.sendgrid.com",
+    "mailgun": "https://api.mailgun.net",
+    "ses": "",  # https://email.<region>.amazonaws.com
+    "postmark": "https://api.postmarkapp.com",
+}
+_REQUIRED_OPTION = {"mailchimp": "list_id", "mailgun": "domain", "ses": "contact_list"}
+
+
+@dataclass(frozen=True)
+class ConnectorSettings:
+    """One mailing tool account that sync keeps in step with the suppression list."""
+
+    name: str
+    """Free name used on the command line, in /hooks/NAME and in the ledger (esp:NAME)."""
+    kind: str
+    """mailchimp | brevo | sendgrid | mailgun | ses | postmark."""
+    api_key_env: str
+    """Environment variable holding the API key (never the key itself)."""
+    base_url: str = ""
+    """API root; empty: the tool's public one. Tests point it at an emulator."""
+    list_id: str = ""
+    """Mailchimp audience id."""
+    domain: str = ""
+    """Mailgun sending domain."""
+    message_stream: str = "broadcast"
+    """Postmark message stream."""
+    contact_list: str = ""
+    """Amazon SES contact list (for unsubscribes; bounces/complaints go to the account list)."""
+    region: str = "eu-west-1"
+    """Amazon SES region."""
+    topic_map: Mapping[str, str] = field(default_factory=dict)
+    """Our topic id -> the tool's own: SendGrid unsubscribe group id, SES topic name,
+    Mailgun tag, Mailchimp audience id, Brevo list id, Postmark message stream. A topic
+    opt-out for a topic that is not mapped is pushed as a tool-wide opt-out."""
+    webhook_key_env: str = ""
+    """Environment variable with the webhook secret: Mailgun's signing key, SendGrid's
+    verification (public) key, or for the other tools a token that must be in the
+    webhook URL (/hooks/NAME?key=TOKEN). Empty: the webhook is refused."""
+
+    @property
+    def channel(self) -> str:
+        return f"esp:{self.name}"
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """How sync runs."""
+
+    interval_seconds: int = 0
+    """``mailprefs serve`` runs a sync this often; 0: never (run ``mailprefs sync``)."""
+    timeout_seconds: float = 30.0
+    """Per request to a tool."""
+    max_attempts: int = 8
+    """Tries per request before the run stops for that tool (its cursor stays)."""
+    retry_base_seconds: float = 0.5
+    """First backoff delay; doubles per attempt, with jitter, up to 30 s."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service and the CLI need, resolved to absolute paths."""
@@ -113,10 +175,19 @@ class Settings:
     """Environment variable with the API bearer tokens (comma-separated)."""
     subscribe_per_minute: int = 10
     """Per client IP, for POST /subscribe and POST /manage."""
+    connectors: tuple[ConnectorSettings, ...] = ()
+    """Mailing tools to keep in step ([[connectors]])."""
+    sync: SyncSettings = field(default_factory=SyncSettings)
     texts_dir: Path | None = None
     """Folder with page texts (en.toml, nl.toml, fr.toml); None: the built-in ones."""
     source: str = "built-in defaults"
     """Where these settings came from (a file path or 'built-in defaults')."""
+
+    def connector(self, name: str) -> ConnectorSettings | None:
+        for c in self.connectors:
+            if c.name == name:
+                return c
+        return None
 
     def brand(self, brand_id: str | None) -> Brand:
         for b in self.brands:
@@ -236,7 +307,9 @@ _KNOWN_TABLES = {
     "smtp": {"host", "port", "security", "username", "password_env"},
     "api": {"token_env"},
     "limits": {"subscribe_per_minute"},
+    "sync": {"interval_seconds", "timeout_seconds", "max_attempts", "retry_base_seconds"},
 }
+_ARRAYS = ("topics", "brands", "connectors")
 
 
 class _Reader:
@@ -256,6 +329,14 @@ class _Reader:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(key, "must be a non-empty string")
         return value
+
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, "must be a number")
+        if not low <= value <= high:
+            raise self.fail(key, f"must be between {low:g} and {high:g}")
+        return float(value)
 
     def integer(self, key: str, default: int, low: int, high: int) -> int:
         value = self.table.get(key, default)
@@ -282,9 +363,9 @@ def _table(data: Mapping[str, Any], name: str, file: str) -> Mapping[str, Any]:
 
 def _parse(data: Mapping[str, Any], base: Path, file: str) -> Settings:
     defaults = default_settings(base)
-    unknown = sorted(set(data) - set(_KNOWN_TABLES) - {"topics", "brands"})
+    unknown = sorted(set(data) - set(_KNOWN_TABLES) - set(_ARRAYS))
     if unknown:
-        known = ", ".join(sorted([*_KNOWN_TABLES, "topics", "brands"]))
+        known = ", ".join(sorted([*_KNOWN_TABLES, *_ARRAYS]))
         raise ConfigError(file, unknown[0], f"unknown key (known: {known})")
     service = _Reader(file, "service", _table(data, "service", file))
     storage = _Reader(file, "storage", _table(data, "storage", file))
@@ -326,6 +407,8 @@ def _parse(data: Mapping[str, Any], base: Path, file: str) -> Settings:
         subscribe_per_minute=limits.integer(
             "subscribe_per_minute", defaults.subscribe_per_minute, 1, 100_000
         ),
+        connectors=_parse_connectors(data, topics, file) if "connectors" in data else (),
+        sync=_parse_sync(data, file),
         texts_dir=base / texts_dir if texts_dir else None,
         source=file,
     )
@@ -427,3 +510,79 @@ def _language_map(reader: _Reader, key: str, *, required: bool) -> dict[str, str
         if not isinstance(text, str) or not text.strip():
             raise reader.fail(f"{key}.{lang}", "must be a non-empty string")
     return dict(value)
+
+
+def _parse_sync(data: Mapping[str, Any], file: str) -> SyncSettings:
+    sync = _Reader(file, "sync", _table(data, "sync", file))
+    d = SyncSettings()
+    return SyncSettings(
+        interval_seconds=sync.integer("interval_seconds", d.interval_seconds, 0, 7 * 86400),
+        timeout_seconds=sync.number("timeout_seconds", d.timeout_seconds, 0.1, 600),
+        max_attempts=sync.integer("max_attempts", d.max_attempts, 1, 50),
+        retry_base_seconds=sync.number("retry_base_seconds", d.retry_base_seconds, 0, 60),
+    )
+
+
+_CONNECTOR_KEYS = frozenset({
+    "name", "kind", "base_url", "api_key_env", "list_id", "domain", "message_stream",
+    "contact_list", "region", "topic_map", "webhook_key_env",
+})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _parse_connectors(
+    data: Mapping[str, Any], topics: tuple[Topic, ...], file: str
+) -> tuple[ConnectorSettings, ...]:
+    raw = data["connectors"]
+    if not isinstance(raw, list):
+        raise ConfigError(file, "connectors", "must be an array of tables ([[connectors]])")
+    found: list[ConnectorSettings] = []
+    topic_ids = {t.id for t in topics}
+    for i, entry in enumerate(raw):
+        prefix = f"connectors[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(file, prefix, "must be a table")
+        reader = _Reader(file, prefix, entry)
+        unknown = sorted(set(entry) - _CONNECTOR_KEYS)
+        if unknown:
+            raise reader.fail(unknown[0],
+                              f"unknown key (known: {', '.join(sorted(_CONNECTOR_KEYS))})")
+        name = reader.text("name")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name):
+            raise reader.fail("name", "use 1-40 lower-case letters, digits, '-' and '_'")
+        if any(c.name == name for c in found):
+            raise reader.fail("name", f"duplicate connector name {name!r}")
+        kind = reader.text("kind")
+        if kind not in CONNECTOR_KINDS:
+            raise reader.fail("kind", f"must be one of {', '.join(CONNECTOR_KINDS)}")
+        for key in ("api_key_env", "webhook_key_env"):
+            if key in entry and not _ENV_NAME.fullmatch(str(entry[key])):
+                raise reader.fail(key, "must be the name of an environment variable")
+        base_url = str(entry.get("base_url", DEFAULT_BASE_URLS[kind])).rstrip("/")
+        if base_url and urlsplit(base_url).scheme not in ("http", "https"):
+            raise reader.fail("base_url", "must be an absolute http(s) URL")
+        required = _REQUIRED_OPTION.get(kind)
+        if required is not None:
+            reader.text(required)
+        topic_map = entry.get("topic_map", {})
+        if not isinstance(topic_map, dict):
+            raise reader.fail("topic_map", "must be a table of topic = \"tool id\"")
+        for topic, value in topic_map.items():
+            if topic not in topic_ids:
+                raise reader.fail(f"topic_map.{topic}", "is not a configured topic")
+            if not isinstance(value, str | int) or isinstance(value, bool) or not str(value):
+                raise reader.fail(f"topic_map.{topic}", "must be a string or a number")
+        found.append(ConnectorSettings(
+            name=name,
+            kind=kind,
+            api_key_env=reader.text("api_key_env"),
+            base_url=base_url,
+            list_id=str(entry.get("list_id", "")),
+            domain=str(entry.get("domain", "")),
+            message_stream=str(entry.get("message_stream", "broadcast")),
+            contact_list=str(entry.get("contact_list", "")),
+            region=str(entry.get("region", "eu-west-1")),
+            topic_map={k: str(v) for k, v in topic_map.items()},
+            webhook_key_env=str(entry.get("webhook_key_env", "")),
+        ))
+    return tuple(found)

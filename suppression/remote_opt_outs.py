@@ -1,0 +1,107 @@
+"""Opt-outs made inside a mailing tool (pulled by sync or pushed to us by a webhook).
+
+Both paths end here, in one write function, so the same tool event recorded twice
+(a webhook retry, a pull overlapping a webhook, our own push echoed back by the
+tool) gives one ledger event. Rules:
+
+- an erased person never reappears: an address whose keyed hash carries an
+  ``erasure`` suppression is skipped before anything about it is stored;
+- an unsubscribe is recorded unless the address is already suppressed for
+  everything, or for that topic;
+- a complaint or a hard bounce is recorded unless the same one is already there
+  (they are stronger than an unsubscribe and never lifted automatically).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from suppression.addresses import InvalidAddress, normalise
+from suppression.hashing import AddressHasher
+from suppression.ledger import Bounced, Complained, Evidence, Unsubscribed
+from suppression.store import Tx
+from suppression.suppression_list import Actor, ensure_contact_in
+
+OptOutKind = Literal["unsubscribe", "complaint", "hard_bounce"]
+
+
+class RemoteOptOut(msgspec.Struct, frozen=True):
+    """One opt-out as a tool reports it."""
+
+    address: str
+    kind: OptOutKind
+    topic: str | None = None
+    """Our topic id (connectors map the tool's group/topic back); None: everything."""
+    at: datetime | None = None
+    """When it happened at the tool, if it says."""
+    record: dict[str, str] = msgspec.field(default_factory=dict)
+    """The tool's record, flattened to strings: kept as evidence (erasable)."""
+
+
+@dataclass
+class Recorded:
+    recorded: int = 0
+    already: int = 0
+    invalid: int = 0
+    erased: int = 0
+    problems: list[str] = field(default_factory=list)
+    """One line per invalid address (position and reason, never the address)."""
+
+
+_SCOPE_REASON = {"complaint": "complaint", "hard_bounce": "hard_bounce"}
+
+
+def record_opt_outs(
+    tx: Tx,
+    hasher: AddressHasher,
+    opt_outs: Sequence[RemoteOptOut],
+    *,
+    channel: str,
+    now: datetime,
+) -> Recorded:
+    """Append a ledger event for every opt-out not already in force (runs in a Tx)."""
+    result = Recorded()
+    for position, opt_out in enumerate(opt_outs, start=1):
+        try:
+            normal = normalise(opt_out.address)
+        except InvalidAddress as exc:
+            result.invalid += 1
+            result.problems.append(f"item {position}: {exc}")
+            continue
+        addr_hash = hasher.addr_hash(normal)
+        existing = tx.suppressions([addr_hash])
+        if any(s.reason == "erasure" for s in existing):
+            result.erased += 1
+            continue
+        if opt_out.kind == "unsubscribe":
+            scope = "global" if opt_out.topic is None else f"topic:{opt_out.topic}"
+            done = any(s.scope in ("global", scope) for s in existing)
+        else:
+            reason = _SCOPE_REASON[opt_out.kind]
+            done = any(s.scope == "global" and s.reason == reason for s in existing)
+        if done:
+            result.already += 1
+            continue
+        evidence = Evidence(record=dict(opt_out.record) or None)
+        by = Actor(channel=channel, actor=channel)
+        contact = ensure_contact_in(
+            tx, normal, addr_hash, now, by, None, None, "person", channel
+        )
+        at, hexhash = now, addr_hash.hex()
+        if opt_out.kind == "unsubscribe":
+            tx.append(Unsubscribed(at=at, channel=channel, actor=channel, contact_id=contact.id,
+                                   addr_hash=hexhash, topic=opt_out.topic), evidence)
+        elif opt_out.kind == "complaint":
+            tx.append(Complained(at=at, channel=channel, actor=channel, addr_hash=hexhash,
+                                 contact_id=contact.id), evidence)
+        else:
+            tx.append(Bounced(at=at, channel=channel, actor=channel, addr_hash=hexhash,
+                              permanent=True, status=opt_out.record.get("status"),
+                              contact_id=contact.id), evidence)
+        result.recorded += 1
+    return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +19,7 @@ from service.api.auth import ApiTokens
 from service.api.links import create_links
 from service.api.lists import create_check, create_import, status
 from service.errors import exception_handlers
+from service.hooks import webhook, webhook_check
 from service.metrics import Metrics, metrics_middleware
 from service.recipient.common import RateLimiter
 from service.recipient.pages import Pages
@@ -35,6 +37,7 @@ from service.recipient.unsubscribe import undo_post, unsubscribe_page, unsubscri
 from service.recipient.web import Web
 from service.runtime import Clock, Runtime, build_runtime
 from service.security import security_headers
+from service.sync_job import sync_forever, sync_status
 from suppression.config import Settings
 from suppression.store import Store, StoreError
 
@@ -56,7 +59,7 @@ async def metrics_endpoint(
     runtime: NamedDependency[Runtime], metrics: NamedDependency[Metrics]
 ) -> str:
     """Prometheus metrics (no personal data: routes are templates, no addresses)."""
-    return await metrics.render(runtime.store)
+    return await metrics.render(runtime.store, await sync_status(runtime))
 
 
 @get("/brand/{brand_id:str}", media_type="text/css", include_in_schema=False,
@@ -90,9 +93,16 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await runtime.open()
+        periodic = None
+        if settings.sync.interval_seconds and settings.connectors:
+            periodic = asyncio.create_task(sync_forever(runtime), name="mailprefs-sync")
         try:
             yield
         finally:
+            if periodic is not None:
+                periodic.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await periodic
             await runtime.close()
 
     def provide(value: object) -> Provide:
@@ -104,7 +114,7 @@ def create_app(
     )
     return Litestar(
         route_handlers=[healthz, metrics_endpoint, brand_css, static, create_links, status,
-                        create_import, create_check,
+                        create_import, create_check, webhook, webhook_check,
                         *RECIPIENT_ROUTES],
         dependencies={
             "runtime": provide(runtime),

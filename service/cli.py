@@ -526,3 +526,7 @@ def suppression_export(ctx: Context, file_format: str, out: Path | None) -> None
         if out:
             stream.close()
     click.echo(f"exported {count} entries", err=True)
+
+
+# Commands kept in their own modules register themselves on `main`.
+from service import sync_cli  # noqa: E402, F401

@@ -19,6 +19,7 @@ from suppression.store import StoreBusy, StoreError
 from suppression.subscriptions import ContactNotFound
 from suppression.suppression_list import NothingToLift, RefusedLift, UnknownTopic
 from suppression.tokens import TokenExpired, TokenInvalid
+from sync.connector import WebhookRejected
 
 log = logging.getLogger("mailprefs.errors")
 
@@ -52,6 +53,8 @@ def problem(status: int, title: str, detail: str | None = None, **extra: Any) ->
 
 def classify(exc: Exception) -> tuple[int, str, str | None]:
     """(status, title, detail) for any exception; details only for errors we understand."""
+    if isinstance(exc, WebhookRejected):
+        return exc.status, "Webhook refused", exc.problem
     for kind, (status, title) in _DOMAIN.items():
         if isinstance(exc, kind):
             return status, title, str(exc)

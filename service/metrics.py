@@ -32,7 +32,7 @@ class Metrics:
         buckets[-1] += 1
         self.latency_sum[(method, route)] += seconds
 
-    async def render(self, store: Store) -> str:
+    async def render(self, store: Store, sync: dict[str, dict[str, Any]]) -> str:
         lines = [
             "# HELP mailprefs_http_requests_total HTTP requests by route template and status.",
             "# TYPE mailprefs_http_requests_total counter",
@@ -75,6 +75,25 @@ class Metrics:
             "# TYPE mailprefs_ledger_events gauge",
             f"mailprefs_ledger_events {await store.ledger_length()}",
         ]
+        if sync:
+            lines += [
+                "# HELP mailprefs_sync_lag_events Ledger events not yet pushed to the tool.",
+                "# TYPE mailprefs_sync_lag_events gauge",
+                *(f'mailprefs_sync_lag_events{{connector="{n}"}} {s["lag_events"]}'
+                  for n, s in sync.items()),
+                "# HELP mailprefs_sync_lag_seconds Age of the oldest event not yet pushed.",
+                "# TYPE mailprefs_sync_lag_seconds gauge",
+                *(f'mailprefs_sync_lag_seconds{{connector="{n}"}} {s["lag_seconds"]}'
+                  for n, s in sync.items()),
+                "# HELP mailprefs_sync_failing 1 when the connector's last run failed.",
+                "# TYPE mailprefs_sync_failing gauge",
+                *(f'mailprefs_sync_failing{{connector="{n}"}} {1 if s["last_error"] else 0}'
+                  for n, s in sync.items()),
+                "# HELP mailprefs_sync_rejected Addresses the tool refused for good.",
+                "# TYPE mailprefs_sync_rejected gauge",
+                *(f'mailprefs_sync_rejected{{connector="{n}"}} {s["rejected"]}'
+                  for n, s in sync.items()),
+            ]
         return "\n".join(lines) + "\n"
 
 

@@ -552,6 +552,8 @@ def _parse_connectors(
             raise reader.fail("name", "use 1-40 lower-case letters, digits, '-' and '_'")
         if any(c.name == name for c in found):
             raise reader.fail("name", f"duplicate connector name {name!r}")
+        if name == "status":
+            raise reader.fail("name", "'status' is reserved (mailprefs sync status)")
         kind = reader.text("kind")
         if kind not in CONNECTOR_KINDS:
             raise reader.fail("kind", f"must be one of {', '.join(CONNECTOR_KINDS)}")

@@ -96,6 +96,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX events_addr_hash ON events(addr_hash) "
         "WHERE addr_hash IS NOT NULL AND contact_id IS NULL",
     ),
+    # 4: addresses a mailing tool refused for good (recorded once, not retried forever)
+    (
+        """CREATE TABLE sync_rejections (
+            connector TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            addr_hash BLOB NOT NULL,
+            action TEXT NOT NULL,
+            problem TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (connector, seq, addr_hash, action)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -48,7 +48,16 @@ from suppression.ledger import (
     Unsubscribed,
 )
 from suppression.migrations import MIGRATIONS, SCHEMA_VERSION
-from suppression.store import Contact, StoreBusy, StoreError, Subscription, Suppression
+from suppression.store import (
+    PUSH_EVENT_TYPES,
+    Contact,
+    StoreBusy,
+    StoreError,
+    Subscription,
+    Suppression,
+    SyncCursor,
+    SyncRejection,
+)
 
 T = TypeVar("T")
 
@@ -67,6 +76,7 @@ _HASHED_SQL = (
     "SELECT 1 FROM hashed_suppressions WHERE (algorithm = 'md5' AND digest = ?) "
     "OR (algorithm = 'sha256' AND digest = ?) LIMIT 1"
 )
+_PUSH_TYPES = "(" + ",".join(f"'{t}'" for t in PUSH_EVENT_TYPES) + ")"
 _EVENT_COLS = (
     "seq, at, type, contact_id, addr_hash, channel, actor, payload, evidence_digest, "
     "prev_hash, hash"
@@ -240,6 +250,36 @@ class _SqliteTx:
     def has_hashed_suppressions(self) -> bool:
         return self.conn.execute("SELECT 1 FROM hashed_suppressions LIMIT 1").fetchone() \
             is not None
+
+    def cursor(self, connector: str, direction: str) -> str:
+        row = self.conn.execute(
+            "SELECT position FROM sync_cursors WHERE connector = ? AND direction = ?",
+            (connector, direction),
+        ).fetchone()
+        return str(row[0]) if row else ""
+
+    def set_cursor(self, connector: str, direction: str, position: str, at: str) -> None:
+        self.conn.execute(
+            "INSERT INTO sync_cursors (connector, direction, position, last_ok, last_error) "
+            "VALUES (?,?,?,?,NULL) ON CONFLICT (connector, direction) DO UPDATE SET "
+            "position = excluded.position, last_ok = excluded.last_ok, last_error = NULL",
+            (connector, direction, position, at),
+        )
+
+    def set_sync_error(self, connector: str, direction: str, error: str, at: str) -> None:
+        self.conn.execute(
+            "INSERT INTO sync_cursors (connector, direction, position, last_error) "
+            "VALUES (?,?,'',?) ON CONFLICT (connector, direction) DO UPDATE SET "
+            "last_error = excluded.last_error",
+            (connector, direction, f"{at} {error}"),
+        )
+
+    def add_rejections(self, rows: list[SyncRejection]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO sync_rejections (connector, seq, addr_hash, action, problem, "
+            "at) VALUES (?,?,?,?,?,?)",
+            [(r.connector, r.seq, r.addr_hash, r.action, r.problem, r.at) for r in rows],
+        )
 
     def _suppress(self, addr_hash: str, scope: str, reason: str, seq: int, event: Event) -> None:
         self.conn.execute(
@@ -653,6 +693,34 @@ class SqliteStore:
             (after_seq, limit),
         )
         return [StoredEvent(*r) for r in rows]
+
+    async def push_events(self, after_seq: int, limit: int) -> list[StoredEvent]:
+        rows = await self._fetchall(
+            f"SELECT {_EVENT_COLS} FROM events WHERE seq > ? AND type IN {_PUSH_TYPES} "
+            "ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [StoredEvent(*r) for r in rows]
+
+    async def push_lag(self, after_seq: int) -> tuple[int, str | None]:
+        rows = await self._fetchall(
+            f"SELECT count(*), min(at) FROM events WHERE seq > ? AND type IN {_PUSH_TYPES}",
+            (after_seq,),
+        )
+        return int(rows[0][0]), rows[0][1]
+
+    async def sync_cursors(self) -> list[SyncCursor]:
+        rows = await self._fetchall(
+            "SELECT connector, direction, position, last_ok, last_error FROM sync_cursors "
+            "ORDER BY connector, direction"
+        )
+        return [SyncCursor(*r) for r in rows]
+
+    async def sync_rejections(self, connector: str) -> int:
+        rows = await self._fetchall(
+            "SELECT count(*) FROM sync_rejections WHERE connector = ?", (connector,)
+        )
+        return int(rows[0][0])
 
     async def verify_ledger(self) -> tuple[ChainBroken | None, int]:
         """Walk the whole chain page by page; (first break or None, events checked)."""

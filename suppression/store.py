@@ -66,6 +66,32 @@ class Suppression(msgspec.Struct, frozen=True):
     event_seq: int
 
 
+class SyncCursor(msgspec.Struct, frozen=True):
+    """Where one connector's push (ledger seq) or pull (the tool's position) stands."""
+
+    connector: str
+    direction: str
+    position: str
+    last_ok: str | None
+    last_error: str | None
+
+
+class SyncRejection(msgspec.Struct, frozen=True):
+    connector: str
+    seq: int
+    addr_hash: bytes
+    action: str
+    problem: str
+    at: str
+
+
+PUSH_EVENT_TYPES: tuple[str, ...] = (
+    "Unsubscribed", "Suppressed", "SuppressionLifted", "Objected", "Bounced", "Complained",
+    "Erased",
+)
+"""Ledger events that change what a mailing tool must know."""
+
+
 class Tx(Protocol):
     """A write transaction (synchronous: it runs on the store's writer)."""
 
@@ -98,6 +124,18 @@ class Tx(Protocol):
         ...
 
     def has_hashed_suppressions(self) -> bool: ...
+
+    def cursor(self, connector: str, direction: str) -> str:
+        """The stored position ('' when the connector never ran that way)."""
+        ...
+
+    def set_cursor(self, connector: str, direction: str, position: str, at: str) -> None:
+        """Store a new position and mark the run successful (clears the last error)."""
+        ...
+
+    def set_sync_error(self, connector: str, direction: str, error: str, at: str) -> None: ...
+
+    def add_rejections(self, rows: list[SyncRejection]) -> None: ...
 
 
 class Store(Protocol):
@@ -143,3 +181,15 @@ class Store(Protocol):
     async def events(self, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]: ...
 
     async def verify_ledger(self) -> tuple[ChainBroken | None, int]: ...
+
+    async def push_events(self, after_seq: int, limit: int) -> list[StoredEvent]:
+        """Events of PUSH_EVENT_TYPES after ``after_seq``, in order."""
+        ...
+
+    async def push_lag(self, after_seq: int) -> tuple[int, str | None]:
+        """(number of push events after ``after_seq``, time of the oldest of them)."""
+        ...
+
+    async def sync_cursors(self) -> list[SyncCursor]: ...
+
+    async def sync_rejections(self, connector: str) -> int: ...

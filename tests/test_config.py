@@ -19,7 +19,7 @@ def test_shipped_config_is_the_builtin_default() -> None:
     assert from_file.mail == builtin.mail
     for field in ("base_url", "host", "port", "database", "key_file", "default_language",
                   "confirm_ttl_seconds", "manage_ttl_seconds", "undo_ttl_seconds",
-                  "api_token_env", "subscribe_per_minute", "texts_dir"):
+                  "api_token_env", "subscribe_per_minute", "texts_dir", "sync", "connectors"):
         assert getattr(from_file, field) == getattr(builtin, field), field
 
 
@@ -31,12 +31,14 @@ def test_demo_topics_are_the_policy_purposes() -> None:
 
 def test_every_setting_is_documented_in_the_shipped_file() -> None:
     text = SHIPPED.read_text(encoding="utf-8")
-    from suppression.config import _BRAND_KEYS, _KNOWN_TABLES, _TOPIC_KEYS
+    from suppression.config import _BRAND_KEYS, _CONNECTOR_KEYS, _KNOWN_TABLES, _TOPIC_KEYS
 
     for table, keys in _KNOWN_TABLES.items():
         assert f"[{table}]" in text, table
         for key in keys:
             assert f"{key} =" in text, f"{table}.{key}"
+    for key in _CONNECTOR_KEYS:
+        assert f"# {key} =" in text, f"connectors.{key}"
     for key in _TOPIC_KEYS | _BRAND_KEYS:
         assert f"{key} =" in text or f"  {key} " in text or f"{key}," in text, key
 
@@ -95,3 +97,44 @@ def test_config_from_environment(tmp_path: Path) -> None:
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "from-env.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "problem"),
+    [
+        ('[[connectors]]\nname = "mc"\nkind = "mailchimp"\napi_key_env = "K"\n',
+         "connectors[0].list_id", "non-empty string"),
+        ('[[connectors]]\nname = "x"\nkind = "sparkpost"\napi_key_env = "K"\n',
+         "connectors[0].kind", "must be one of"),
+        ('[[connectors]]\nname = "pm"\nkind = "postmark"\napi_key_env = "the key"\n',
+         "connectors[0].api_key_env", "environment variable"),
+        ('[[connectors]]\nname = "pm"\nkind = "postmark"\napi_key_env = "K"\n'
+         'topic_map = { nope = "x" }\n', "connectors[0].topic_map.nope", "not a configured"),
+        ('[[connectors]]\nname = "pm"\nkind = "postmark"\napi_key_env = "K"\n'
+         '[[connectors]]\nname = "pm"\nkind = "postmark"\napi_key_env = "K"\n',
+         "connectors[1].name", "duplicate"),
+        ('[[connectors]]\nname = "status"\nkind = "postmark"\napi_key_env = "K"\n',
+         "connectors[0].name", "reserved"),
+        ('[sync]\ntimeout_seconds = "soon"\n', "sync.timeout_seconds", "must be a number"),
+    ],
+)
+def test_bad_connector_config_names_the_key(tmp_path: Path, body: str, key: str,
+                                            problem: str) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.key == key
+    assert problem in caught.value.problem
+
+
+def test_connector_config_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text('[[connectors]]\nname = "sg"\nkind = "sendgrid"\napi_key_env = "SG_KEY"\n'
+                    'topic_map = { events = 12345 }\n[sync]\ninterval_seconds = 300\n')
+    settings = load_settings(path)
+    (sg,) = settings.connectors
+    assert (sg.name, sg.kind, sg.base_url, sg.channel) == (
+        "sg", "sendgrid", "https://api.sendgrid.com", "esp:sg")
+    assert sg.topic_map == {"events": "12345"}
+    assert settings.sync.interval_seconds == 300

@@ -61,6 +61,7 @@ async def webhook(connector: FromPath[str], request: Request[Any, Any, Any],
     opt_outs = module.parse_webhook(cs, key, headers, query, body, runtime.clock())
     now = datetime.fromtimestamp(runtime.clock(), UTC)
     recorded = await runtime.store.write(
-        lambda tx: record_opt_outs(tx, runtime.hasher, opt_outs, channel=cs.channel, now=now)
+        lambda tx: record_opt_outs(tx, runtime.hasher, opt_outs, channel=cs.channel, now=now,
+                                   mapped_topics=frozenset(cs.topic_map))
     )
     return {"received": len(opt_outs), "recorded": recorded.recorded}

@@ -63,8 +63,14 @@ def record_opt_outs(
     *,
     channel: str,
     now: datetime,
+    mapped_topics: frozenset[str] | None = None,
 ) -> Recorded:
-    """Append a ledger event for every opt-out not already in force (runs in a Tx)."""
+    """Append a ledger event for every opt-out not already in force (runs in a Tx).
+
+    ``mapped_topics``: the topics the tool knows (its ``topic_map``). Our opt-out of a
+    topic the tool does not know was pushed there as a tool-wide opt-out; when the tool
+    reports it back as "unsubscribed from everything", that is our own echo, not a
+    wider wish of the person, and it is not recorded."""
     result = Recorded()
     for position, opt_out in enumerate(opt_outs, start=1):
         try:
@@ -80,7 +86,10 @@ def record_opt_outs(
             continue
         if opt_out.kind == "unsubscribe":
             scope = "global" if opt_out.topic is None else f"topic:{opt_out.topic}"
-            done = any(s.scope in ("global", scope) for s in existing)
+            done = any(s.scope in ("global", scope) for s in existing) or (
+                opt_out.topic is None and mapped_topics is not None and any(
+                    s.scope.startswith("topic:") and s.scope[6:] not in mapped_topics
+                    for s in existing))
         else:
             reason = _SCOPE_REASON[opt_out.kind]
             done = any(s.scope == "global" and s.reason == reason for s in existing)

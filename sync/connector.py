@@ -96,6 +96,8 @@ class Connector(Protocol):
     max_concurrency: int
     """Requests in flight at once (the tool's documented limit)."""
     stats: CallStats
+    topic_map: dict[str, str]
+    """Our topic id -> the tool's (from the settings)."""
 
     def plan(self, items: Sequence[PushItem]) -> list[Call]:
         """The requests that tell the tool about these items (in order, no I/O)."""

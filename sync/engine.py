@@ -142,6 +142,7 @@ class SyncEngine:
                     full: bool) -> None:
         name = connector.name
         channel = f"esp:{name}"
+        mapped = frozenset(connector.topic_map)
         position = "" if full else await self._cursor(name, "pull")
         until = _utc(self.clock)
         try:
@@ -152,7 +153,7 @@ class SyncEngine:
                 def write(tx: Tx, page_position: str = page.position,
                           opt_outs: list[Any] = opt_outs, now: datetime = now) -> Recorded:
                     recorded = record_opt_outs(tx, self.hasher, opt_outs, channel=channel,
-                                               now=now)
+                                               now=now, mapped_topics=mapped)
                     if dry_run:
                         raise _DryRun(recorded)
                     tx.set_cursor(name, "pull", page_position, now.isoformat())
@@ -172,7 +173,6 @@ class SyncEngine:
     async def _push(self, connector: Connector, report: Report, dry_run: bool,
                     full: bool) -> None:
         name = connector.name
-        own = f"esp:{name}"
         stored = await self._cursor(name, "push")
         cursor = 0 if full or not stored else int(stored)
         tip = await self.store.ledger_length()
@@ -187,7 +187,7 @@ class SyncEngine:
                 contacts = await self.store.contacts_by_hashes(hashes)
                 addresses = {h: c.address for h, c in contacts.items() if c.address}
                 for stored_event in events:
-                    item = await self._item(stored_event, own, addresses)
+                    item = await self._item(stored_event, connector, addresses)
                     last_seq = stored_event.seq
                     if item is None:
                         report.skipped += 1
@@ -252,10 +252,10 @@ class SyncEngine:
             rejections.extend(result)
         return rejections
 
-    async def _item(self, stored: StoredEvent, own_channel: str,
+    async def _item(self, stored: StoredEvent, connector: Connector,
                     addresses: Mapping[bytes, str]) -> PushItem | None:
         """What to tell a tool about one ledger event (None: nothing to send)."""
-        if stored.channel == own_channel:
+        if stored.channel == f"esp:{connector.name}":
             return None
         event = decode_event(stored.payload)
         what = _action(event)
@@ -266,13 +266,30 @@ class SyncEngine:
         address = addresses.get(addr_hash)
         if address is None:
             return None  # a domain or a hash-only entry, or erased: no address to send
-        if action == "lift":
-            scope = "global" if topic is None else f"topic:{topic}"
-            still = await self.store.suppressions([addr_hash])
-            if any(s.scope in ("global", scope) for s in still):
-                return None
+        if action == "lift" and not await self._liftable(addr_hash, topic, connector):
+            return None
         return PushItem(seq=stored.seq, address=address, action=action, reason=reason,
                         topic=topic, at=event.at)
+
+    async def _liftable(self, addr_hash: bytes, topic: str | None,
+                        connector: Connector) -> bool:
+        """May the tool lift this scope? Not while anything it enforces there still holds.
+
+        A topic the tool does not know was pushed as a tool-wide opt-out, so its lift
+        would lift everything: never. A tool-wide lift waits while an opt-out of such a
+        topic (or anything global) is still in force."""
+        mapped = connector.topic_map
+        if topic is not None and topic not in mapped:
+            return False
+        still = await self.store.suppressions([addr_hash])
+        for s in still:
+            if s.scope == "global":
+                return False
+            if topic is not None and s.scope == f"topic:{topic}":
+                return False
+            if topic is None and s.scope.startswith("topic:") and s.scope[6:] not in mapped:
+                return False
+        return True
 
     # bookkeeping -------------------------------------------------------------
     async def _cursor(self, name: str, direction: str) -> str:

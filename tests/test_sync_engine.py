@@ -24,8 +24,9 @@ class FakeTool:
     max_batch = 2
     max_concurrency = 2
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, topic_map: dict[str, str] | None = None) -> None:
         self.name = name
+        self.topic_map = topic_map if topic_map is not None else {"events": "ev"}
         self.stats = CallStats()
         self.suppressed: dict[str, set[str]] = {}
         self.received: list[tuple[str, str]] = []
@@ -231,3 +232,36 @@ async def test_sticky_suppressions_are_never_lifted_at_the_tools(runtime: Runtim
                                     force=True)
     await engine(runtime, tool).run()
     assert tool.received == [("suppress", "a@example.com")]
+
+
+async def test_a_tool_wide_echo_of_an_unmapped_topic_opt_out_is_not_widened(
+    runtime: Runtime,
+) -> None:
+    """We push an opt-out of 'surveys' (unknown to the tool) tool-wide; when the tool
+    reports it back as 'unsubscribed from everything', the person still only left
+    surveys."""
+    tool = FakeTool("a", topic_map={"events": "ev"})
+    await suppress(runtime, "s@example.com", topic="surveys")
+    tool.opt_outs = [RemoteOptOut("s@example.com", "unsubscribe")]
+    length = await runtime.store.ledger_length()
+    await engine(runtime, tool).run()
+    assert await runtime.store.ledger_length() == length
+    shown = {s.scope for s in await runtime.suppressions.suppressions_of("s@example.com")}
+    assert shown == {"topic:surveys"}
+
+
+async def test_lifts_never_widen_at_a_tool_that_has_no_such_topic(runtime: Runtime) -> None:
+    tool = FakeTool("a", topic_map={"events": "ev"})
+    # Left surveys (pushed tool-wide here) and then came back: no lift, it would lift all.
+    await suppress(runtime, "s@example.com", topic="surveys")
+    await runtime.suppressions.lift("s@example.com", topic="surveys", why="opt-in", by=CLI)
+    # Left everything and surveys; everything lifted: surveys still holds tool-wide here.
+    await suppress(runtime, "t@example.com")
+    await suppress(runtime, "t@example.com", topic="surveys")
+    await runtime.suppressions.lift("t@example.com", topic=None, why="opt-in", by=CLI)
+    # Left events (mapped) and came back: the lift goes out.
+    await suppress(runtime, "u@example.com", topic="events")
+    await runtime.suppressions.lift("u@example.com", topic="events", why="opt-in", by=CLI)
+    await engine(runtime, tool).run()
+    lifts = [address for action, address in tool.received if action == "lift"]
+    assert lifts == ["u@example.com"]

@@ -9,14 +9,17 @@ tool) gives one ledger event. Rules:
 - an unsubscribe is recorded unless the address is already suppressed for
   everything, or for that topic;
 - a complaint or a hard bounce is recorded unless the same one is already there
-  (they are stronger than an unsubscribe and never lifted automatically).
+  (they are stronger than an unsubscribe and never lifted automatically);
+- an opt-out the tool dates before our latest lift for that person is history, not
+  news: the lift came from the person's fresh confirmed opt-in (or a staff decision),
+  and a tool that cannot lift (Mailchimp) keeps reporting the old opt-out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
@@ -93,12 +96,17 @@ def record_opt_outs(
         else:
             reason = _SCOPE_REASON[opt_out.kind]
             done = any(s.scope == "global" and s.reason == reason for s in existing)
+        contact = tx.contact_by_hash(addr_hash)
+        if not done and contact is not None and opt_out.at is not None:
+            lifted = tx.last_lift_at(contact.id)
+            at = opt_out.at if opt_out.at.tzinfo else opt_out.at.replace(tzinfo=UTC)
+            done = lifted is not None and at <= datetime.fromisoformat(lifted)
         if done:
             result.already += 1
             continue
         evidence = Evidence(record=dict(opt_out.record) or None)
         by = Actor(channel=channel, actor=channel)
-        contact = ensure_contact_in(
+        contact = contact or ensure_contact_in(
             tx, normal, addr_hash, now, by, None, None, "person", channel
         )
         at, hexhash = now, addr_hash.hex()

@@ -281,6 +281,13 @@ class _SqliteTx:
             [(r.connector, r.seq, r.addr_hash, r.action, r.problem, r.at) for r in rows],
         )
 
+    def last_lift_at(self, contact_id: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT max(at) FROM events WHERE contact_id = ? AND type = 'SuppressionLifted'",
+            (contact_id,),
+        ).fetchone()
+        return str(row[0]) if row and row[0] else None
+
     def _suppress(self, addr_hash: str, scope: str, reason: str, seq: int, event: Event) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO suppressions (addr_hash, scope, reason, since, channel, "

@@ -137,6 +137,10 @@ class Tx(Protocol):
 
     def add_rejections(self, rows: list[SyncRejection]) -> None: ...
 
+    def last_lift_at(self, contact_id: int) -> str | None:
+        """ISO time of the contact's latest SuppressionLifted event, if any."""
+        ...
+
 
 class Store(Protocol):
     async def open(self) -> None: ...

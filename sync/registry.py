@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from suppression.config import ConnectorSettings, Settings
-from sync.connector import Connector
+from sync.connector import Connector, SyncFailed
 from sync.http import RetryPolicy
 
 MODULES = {
@@ -75,8 +75,11 @@ def build(cs: ConnectorSettings, settings: Settings, client: httpx.AsyncClient) 
     module = module_for(cs.kind)
     cls: Any = getattr(module, _CLASSES[cs.kind])
     if cs.kind == "ses":
-        boto = module.make_client(cs, key, settings.sync.timeout_seconds,
-                                  settings.sync.max_attempts)
+        try:
+            boto = module.make_client(cs, key, settings.sync.timeout_seconds,
+                                      settings.sync.max_attempts)
+        except SyncFailed as exc:  # a key not shaped ACCESS_KEY_ID:SECRET
+            raise MissingSecret(str(exc)) from None
         connector: Connector = cls(cs, boto)
     else:
         connector = cls(cs, client, api_key=key, policy=policy_of(settings))

@@ -265,3 +265,27 @@ async def test_lifts_never_widen_at_a_tool_that_has_no_such_topic(runtime: Runti
     await engine(runtime, tool).run()
     lifts = [address for action, address in tool.received if action == "lift"]
     assert lifts == ["u@example.com"]
+
+
+async def test_a_tool_reporting_an_opt_out_from_before_a_lift_does_not_undo_the_lift(
+    runtime: Runtime, clock: object,
+) -> None:
+    """Mailchimp cannot re-subscribe by API: after the person's fresh confirmed opt-in
+    (a lift here) it keeps reporting the old unsubscribe. Old news is not recorded;
+    a newer opt-out is."""
+    from datetime import timedelta
+
+    tool = FakeTool("a")
+    await suppress(runtime, "back@example.com")
+    old = runtime.suppressions.now()
+    runtime.clock.advance(60)  # type: ignore[attr-defined]
+    await runtime.suppressions.lift("back@example.com", topic=None, why="opt-in", by=CLI)
+    tool.opt_outs = [RemoteOptOut("back@example.com", "unsubscribe", at=old)]
+    await engine(runtime, tool).run(push=False)
+    assert await runtime.suppressions.suppressions_of("back@example.com") == []
+
+    tool.opt_outs.append(RemoteOptOut("back@example.com", "unsubscribe",
+                                      at=old + timedelta(seconds=120)))
+    await engine(runtime, tool).run(push=False, full=True)
+    scopes = [s.scope for s in await runtime.suppressions.suppressions_of("back@example.com")]
+    assert scopes == ["global"]

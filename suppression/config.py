@@ -91,7 +91,8 @@ DEFAULT_BASE_URLS = {
     "ses": "",  # https://email.<region>.amazonaws.com
     "postmark": "https://api.postmarkapp.com",
 }
-_REQUIRED_OPTION = {"mailchimp": "list_id", "mailgun": "domain", "ses": "contact_list"}
+_REQUIRED_OPTION = {"mailchimp": "list_id", "brevo": "list_id", "mailgun": "domain",
+                    "ses": "contact_list"}
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class ConnectorSettings:
     base_url: str = ""
     """API root; empty: the tool's public one. Tests point it at an emulator."""
     list_id: str = ""
-    """Mailchimp audience id."""
+    """Mailchimp: the audience id. Brevo: the id of a list only mailprefs uses; every
+    contact sync blocklists goes in it, which tells our own blocklistings from Brevo's."""
     domain: str = ""
     """Mailgun sending domain."""
     message_stream: str = "broadcast"

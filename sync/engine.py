@@ -52,6 +52,9 @@ Progress = Callable[[str, str, int], None]
 
 CHUNK_CALLS = 4
 """A push chunk is this many full calls per concurrent slot (cursor saved per chunk)."""
+MAX_CHUNK = 5000
+"""...and never more items than this, so a crash re-sends little and the cursor moves
+often even for tools whose lifts and deletes take one call per address."""
 EVENT_PAGE = 5000
 
 
@@ -176,8 +179,8 @@ class SyncEngine:
         stored = await self._cursor(name, "push")
         cursor = 0 if full or not stored else int(stored)
         tip = await self.store.ledger_length()
-        chunk = max(1, getattr(connector, "max_batch", 1)) * connector.max_concurrency \
-            * CHUNK_CALLS
+        chunk = min(MAX_CHUNK, max(1, getattr(connector, "max_batch", 1))
+                    * connector.max_concurrency * CHUNK_CALLS)
         items: list[PushItem] = []
         last_seq = cursor
         try:

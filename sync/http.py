@@ -40,6 +40,12 @@ class RetryPolicy:
     """A tool asking us to wait longer than this fails the run (try again later)."""
 
 
+def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
+    """Exponential with 'equal jitter': half fixed, half random."""
+    delay = min(policy.max_delay_s, policy.base_delay_s * 2 ** attempt)
+    return float(delay / 2 + rng.uniform(0, delay / 2))
+
+
 def retry_after(response: httpx.Response, now: float) -> float | None:
     """Seconds the tool asks us to wait, from whichever header it uses."""
     value = response.headers.get("retry-after")
@@ -87,10 +93,7 @@ class Http:
         self._rng = random.Random()  # noqa: S311 (jitter, not a secret)
 
     def backoff(self, attempt: int) -> float:
-        """Exponential with 'equal jitter': half fixed, half random."""
-        p = self.policy
-        delay = min(p.max_delay_s, p.base_delay_s * 2 ** attempt)
-        return float(delay / 2 + self._rng.uniform(0, delay / 2))
+        return backoff_delay(self.policy, attempt, self._rng)
 
     async def request(
         self,

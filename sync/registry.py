@@ -80,7 +80,7 @@ def build(cs: ConnectorSettings, settings: Settings, client: httpx.AsyncClient) 
                                       settings.sync.max_attempts)
         except SyncFailed as exc:  # a key not shaped ACCESS_KEY_ID:SECRET
             raise MissingSecret(str(exc)) from None
-        connector: Connector = cls(cs, boto)
+        connector: Connector = cls(cs, boto, policy_of(settings))
     else:
         connector = cls(cs, client, api_key=key, policy=policy_of(settings))
     return connector

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -58,6 +59,7 @@ from sync.connector import (
     SyncFailed,
     WebhookRejected,
 )
+from sync.http import RetryPolicy, backoff_delay
 
 SIGNED = False
 """SNS signs its messages with a certificate we cannot fetch offline: SES webhooks
@@ -115,12 +117,12 @@ def split_key(settings: ConnectorSettings, api_key: str) -> tuple[str, str, str 
 def make_client(
     settings: ConnectorSettings, api_key: str, timeout_s: float, max_attempts: int
 ) -> Any:
-    """A boto3 ``sesv2`` client for these settings (botocore's standard retry mode)."""
+    """A boto3 ``sesv2`` client for these settings. botocore does not retry: the
+    connector retries like every other tool (``[sync]`` max_attempts, backoff), so
+    ``max_attempts`` is not used here."""
     access_key, secret, token = split_key(settings, api_key)
     config = Config(
-        # botocore's "max_attempts" counts retries; ours counts tries, as
-        # "total_max_attempts" does.
-        retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},
+        retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=timeout_s,
         read_timeout=timeout_s,
         max_pool_connections=max(10, SesConnector.max_concurrency * 2),
@@ -179,7 +181,8 @@ class SesConnector:
     botocore backs off when throttled."""
     page_size = PAGE_SIZE
 
-    def __init__(self, settings: ConnectorSettings, client: Any) -> None:
+    def __init__(self, settings: ConnectorSettings, client: Any,
+                 policy: RetryPolicy | None = None) -> None:
         self.settings = settings
         self.name = settings.name
         self.client = client
@@ -188,9 +191,9 @@ class SesConnector:
         self.topic_of = {tool_id: topic for topic, tool_id in self.topic_map.items()}
         self.contact_list = settings.contact_list
         self._locks: dict[str, asyncio.Lock] = {}
-        config = getattr(getattr(client, "meta", None), "config", None)
-        retries = getattr(config, "retries", None) or {}
-        self._max_attempts = int(retries.get("total_max_attempts") or 3)
+        self.policy = policy or RetryPolicy()
+        self._max_attempts = self.policy.max_attempts
+        self._rng = random.Random()  # noqa: S311 (jitter, not a secret)
 
     # planning ---------------------------------------------------------------
     def tool_topic(self, item: PushItem) -> str | None:
@@ -326,39 +329,37 @@ class SesConnector:
 
     async def _invoke(self, operation: str, params: Mapping[str, Any],
                       address: str | None = None) -> dict[str, Any]:
-        """One boto3 call in a worker thread; counts requests and retries."""
+        """One boto3 call in a worker thread, retried like every other tool's requests
+        (sync/http.py's policy: throttling and 5xx, timeouts, dropped connections)."""
         method: Callable[..., dict[str, Any]] = getattr(self.client, operation)
-        try:
-            response = await asyncio.to_thread(method, **params)
-        except ClientError as exc:
-            self._count(exc.response.get("ResponseMetadata", {}))
-            code, _message, status = _error_of(exc)
-            if status in (401, 403):
-                raise SyncFailed(
-                    f"{self.name}: {_operation_name(operation)}: HTTP {status}: SES refused "
-                    f"the credentials (from ${self.settings.api_key_env}): {code}"
-                ) from None
-            if status == 429 or status >= 500:
-                raise SyncFailed(
-                    f"{self.name}: {_operation_name(operation)}: HTTP {status} {code} after "
-                    f"{self._max_attempts} attempts"
-                ) from None
-            raise
-        except BotoCoreError as exc:
-            self.stats.requests += self._max_attempts
-            self.stats.retries += max(0, self._max_attempts - 1)
-            raise SyncFailed(
-                f"{self.name}: {_operation_name(operation)}: "
-                f"{_scrub(type(exc).__name__ + ': ' + str(exc), address)} "
-                f"(after {self._max_attempts} attempts)"
-            ) from None
-        self._count(response.get("ResponseMetadata", {}))
-        return response
-
-    def _count(self, metadata: Mapping[str, Any]) -> None:
-        retries = int(metadata.get("RetryAttempts", 0) or 0)
-        self.stats.requests += 1 + retries
-        self.stats.retries += retries
+        problem = ""
+        for attempt in range(self._max_attempts):
+            if attempt:
+                self.stats.retries += 1
+                delay = backoff_delay(self.policy, attempt - 1, self._rng)
+                self.stats.waited_s += delay
+                await asyncio.sleep(delay)
+            self.stats.requests += 1
+            try:
+                return await asyncio.to_thread(method, **params)
+            except ClientError as exc:
+                code, _message, status = _error_of(exc)
+                if status in (401, 403):
+                    raise SyncFailed(
+                        f"{self.name}: {_operation_name(operation)}: HTTP {status}: SES "
+                        f"refused the credentials (from ${self.settings.api_key_env}): {code}"
+                    ) from None
+                if status == 429 or status >= 500:
+                    problem = f"HTTP {status} {code}"
+                    continue
+                raise
+            except BotoCoreError as exc:
+                problem = _scrub(type(exc).__name__, address)
+                continue
+        raise SyncFailed(
+            f"{self.name}: {_operation_name(operation)}: {problem} after "
+            f"{self._max_attempts} attempts"
+        )
 
     # pulling ------------------------------------------------------------------
     async def pull(self, position: str, until: datetime) -> AsyncIterator[PullPage]:

@@ -14,6 +14,7 @@ import pytest
 from suppression.config import ConnectorSettings
 from suppression.remote_opt_outs import RemoteOptOut
 from sync.connector import Call, PushItem, Rejection, SyncFailed, WebhookRejected
+from sync.http import RetryPolicy
 from sync.ses import SIGNED, SesConnector, make_client, parse_webhook
 from tests.emulators.base import Faults, serve
 from tests.emulators.ses import SesEmulator
@@ -25,6 +26,11 @@ LIST = "customers"
 TOPIC_MAP = {"newsletter": "news", "events": "events-topic"}
 FAULT_SEED = 7
 TOOL_TOPICS = {"news": "OPT_IN", "events-topic": "OPT_IN", "partners": "OPT_OUT"}
+
+
+def fast(attempts: int) -> RetryPolicy:
+    """Retries as configured, without waiting like production backoff does."""
+    return RetryPolicy(max_attempts=attempts, base_delay_s=0.001, max_delay_s=0.01)
 
 
 def settings(url: str = "", contact_list: str = LIST) -> ConnectorSettings:
@@ -45,7 +51,8 @@ def rig() -> Iterator[Rig]:
     emulator = SesEmulator(ACCESS_KEY, contact_list=LIST, topics=TOOL_TOPICS)
     with serve(emulator) as url:
         cs = settings(url)
-        connector = SesConnector(cs, make_client(cs, API_KEY, 5.0, 3))
+        connector = SesConnector(cs, make_client(cs, API_KEY, 5.0, 3),
+                             fast(3))
         yield Rig(emulator, connector, url)
 
 
@@ -224,7 +231,8 @@ async def test_an_address_ses_refuses_is_a_rejection_without_the_address(rig: Ri
 
 async def test_wrong_key_fails_the_run_naming_the_variable(rig: Rig) -> None:
     cs = settings(rig.url)
-    connector = SesConnector(cs, make_client(cs, "AKIAWRONG:secret", 5.0, 3))
+    connector = SesConnector(cs, make_client(cs, "AKIAWRONG:secret", 5.0, 3),
+                             fast(3))
     with pytest.raises(SyncFailed) as failed:
         await connector.send(connector.plan([item(1, "a@example.com")])[0])
     assert f"${KEY_ENV}" in str(failed.value)
@@ -243,14 +251,16 @@ def test_a_malformed_key_is_refused_before_any_request() -> None:
 
 async def test_setup_mistakes_fail_the_call_instead_of_rejecting_addresses(rig: Rig) -> None:
     cs = settings(rig.url, contact_list="no-such-list")
-    connector = SesConnector(cs, make_client(cs, API_KEY, 5.0, 3))
+    connector = SesConnector(cs, make_client(cs, API_KEY, 5.0, 3),
+                             fast(3))
     with pytest.raises(SyncFailed, match="no-such-list") as failed:
         await connector.send(connector.plan([item(1, "a@example.com")])[0])
     assert "@" not in str(failed.value)
     # A topic_map entry naming a topic the contact list does not have.
     cs = ConnectorSettings(name="ses-eu", kind="ses", api_key_env=KEY_ENV, base_url=rig.url,
                            contact_list=LIST, topic_map={"newsletter": "no-such-topic"})
-    connector = SesConnector(cs, make_client(cs, API_KEY, 5.0, 3))
+    connector = SesConnector(cs, make_client(cs, API_KEY, 5.0, 3),
+                             fast(3))
     call = connector.plan([item(2, "b@example.com", topic="newsletter")])[0]
     with pytest.raises(SyncFailed, match="no-such-topic") as failed:
         await connector.send(call)
@@ -338,7 +348,8 @@ async def test_twenty_percent_faults_still_push_and_pull_everything() -> None:
                   topic="newsletter" if n % 3 == 0 else None) for n in range(40)]
     with serve(emulator) as url:
         cs = settings(url)
-        connector = SesConnector(cs, make_client(cs, API_KEY, 0.2, 20))
+        connector = SesConnector(cs, make_client(cs, API_KEY, 0.2, 20),
+                             fast(20))
         assert await push(connector, connector.plan(items)) == []
         for n in range(30):
             kind = ["unsubscribe", "complaint", "bounce"][n % 3]
@@ -362,7 +373,8 @@ async def test_a_tool_that_keeps_failing_stops_after_max_attempts(faults: Faults
     emulator = SesEmulator(ACCESS_KEY, contact_list=LIST, topics=TOOL_TOPICS, faults=faults)
     with serve(emulator) as url:
         cs = settings(url)
-        connector = SesConnector(cs, make_client(cs, API_KEY, 1.0, 3))
+        connector = SesConnector(cs, make_client(cs, API_KEY, 1.0, 3),
+                             fast(3))
         call = connector.plan([item(1, "a@example.com", reason="complaint")])[0]
         with pytest.raises(SyncFailed, match="after 3 attempts") as failed:
             await connector.send(call)
@@ -380,7 +392,8 @@ async def test_a_throttled_account_still_gets_everything() -> None:
                            rate_per_s=25.0, burst=2)
     with serve(emulator) as url:
         cs = settings(url)
-        connector = SesConnector(cs, make_client(cs, API_KEY, 5.0, 20))
+        connector = SesConnector(cs, make_client(cs, API_KEY, 5.0, 20),
+                             fast(20))
         calls = connector.plan([item(n, f"r{n}@example.com", reason="complaint")
                                 for n in range(10)])
         assert await push(connector, calls) == []

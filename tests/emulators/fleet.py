@@ -66,7 +66,7 @@ class Fleet:
             kind, events_id, extra = TOOLS[name]
             out.append(
                 f'[[connectors]]\nname = "{name}"\nkind = "{kind}"\n'
-                f'base_url = "{url}"\n'
+                f'base_url = "{url}{"/v3" if kind == "brevo" else ""}"\n'
                 f'api_key_env = "{name.upper()}_KEY"\n'
                 f'topic_map = {{ events = "{events_id}" }}\n{extra}\n'
             )

@@ -116,3 +116,47 @@ max_attempts = 40
         status = json.loads(run_cli("sync", "status", "--json", config=config,
                                     env=env).stdout)["connectors"]
         assert {n: s["lag_events"] for n, s in status.items()} == dict.fromkeys(TOOLS, 0)
+
+
+@pytest.mark.parametrize(("names", "size"), [
+    (("mc", "sg", "bv", "mg", "pm"), 100_000),
+    # SES takes one address per call (no bulk API without S3), so a full push of
+    # 100,000 is a long job there; the same property on a smaller list.
+    (("ses",), 2_000),
+])
+def test_after_a_large_sync_ten_more_cost_requests_for_ten(
+    tmp_path: Path, names: tuple[str, ...], size: int
+) -> None:
+    addresses = [f"bulk{i:06d}@example.org" for i in range(size)]
+    with fleet(names) as tools:
+        config = write_config(tmp_path, tools.config() + FAST)
+        env = tools.env()
+        bulk_unsubscribe(config, addresses)
+        result = run_cli("sync", "--push-only", "--json", config=config, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        full = {n: sum(t.requests.values()) for n, t in tools.tools.items()}
+        for name in names:
+            assert len(tools.blocked(name)) == size, name
+
+        bulk_unsubscribe(config, [f"new{i}@example.org" for i in range(10)])
+        for tool in tools.tools.values():
+            tool.requests.clear()
+        result = run_cli("sync", "--push-only", "--json", config=config, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        summary = json.loads(result.stdout)["connectors"]
+        for name in names:
+            sent = sum(tools.tools[name].requests.values())
+            assert summary[name]["pushed"] == 10, (name, summary[name])
+            # Batch tools: one call (per audience/stream a tool-wide opt-out goes to);
+            # SES: at most two calls per address (read the contact, then write it).
+            limit = 20 if name == "ses" else 2
+            assert 0 < sent <= limit, (name, sent, dict(tools.tools[name].requests),
+                                       full[name])
+            assert len(tools.blocked(name)) == size + 10
+
+
+FAST = """
+[sync]
+timeout_seconds = 5.0
+retry_base_seconds = 0.01
+"""

@@ -15,7 +15,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from litestar import Request, get, post
+from litestar import Request, post, route
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
@@ -34,7 +34,8 @@ def _connector(runtime: Runtime, name: str) -> ConnectorSettings:
     return found
 
 
-@get("/hooks/{connector:str}", tags=["webhooks"], include_in_schema=False)
+@route("/hooks/{connector:str}", http_method=["GET", "HEAD"], tags=["webhooks"],
+       include_in_schema=False)
 async def webhook_check(connector: FromPath[str], runtime: NamedDependency[Runtime]
                         ) -> dict[str, str]:
     """Some tools (Mailchimp) check a webhook URL with a GET first: answer, change nothing."""

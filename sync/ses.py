@@ -658,15 +658,7 @@ def _bounces(event: Mapping[str, Any], base: dict[str, str], now: float) -> list
     recipients = list(_recipients(bounce, "bouncedRecipients"))
     if bounce["bounceType"] != "Permanent":
         return []  # Transient and Undetermined bounces are not hard bounces
-    at = _when(bounce.get("timestamp"), now)
-    out = []
-    for recipient in recipients:
-        record = dict(base)
-        _flat(bounce, record)
-        _flat(recipient, record)
-        out.append(RemoteOptOut(address=recipient["emailAddress"], kind="hard_bounce",
-                                topic=None, at=at, record=record))
-    return out
+    return _per_recipient(bounce, recipients, "hard_bounce", base, now)
 
 
 def _complaints(event: Mapping[str, Any], base: dict[str, str],
@@ -677,13 +669,19 @@ def _complaints(event: Mapping[str, Any], base: dict[str, str],
     recipients = list(_recipients(complaint, "complainedRecipients"))
     if complaint.get("complaintFeedbackType") == "not-spam":
         return []  # the recipient said it is *not* spam
-    at = _when(complaint.get("timestamp"), now)
+    return _per_recipient(complaint, recipients, "complaint", base, now)
+
+
+def _per_recipient(section: Mapping[str, Any], recipients: list[Any], kind: OptOutKind,
+                   base: dict[str, str], now: float) -> list[RemoteOptOut]:
+    """One opt-out per recipient of a bounce or complaint, the event as evidence."""
+    at = _when(section.get("timestamp"), now)
     out = []
     for recipient in recipients:
         record = dict(base)
-        _flat(complaint, record)
+        _flat(section, record)
         _flat(recipient, record)
-        out.append(RemoteOptOut(address=recipient["emailAddress"], kind="complaint",
+        out.append(RemoteOptOut(address=recipient["emailAddress"], kind=kind,
                                 topic=None, at=at, record=record))
     return out
 

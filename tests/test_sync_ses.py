@@ -387,13 +387,15 @@ async def test_a_tool_that_keeps_failing_stops_after_max_attempts(faults: Faults
 
 async def test_a_throttled_account_still_gets_everything() -> None:
     # SES allows about one management request per second: past the burst it answers
-    # 429 TooManyRequestsException (no Retry-After) and botocore backs off.
+    # 429 TooManyRequestsException (no Retry-After) and the connector backs off
+    # exponentially (base 50 ms here, 0.5 s by default).
     emulator = SesEmulator(ACCESS_KEY, contact_list=LIST, topics=TOOL_TOPICS,
                            rate_per_s=25.0, burst=2)
     with serve(emulator) as url:
         cs = settings(url)
         connector = SesConnector(cs, make_client(cs, API_KEY, 5.0, 20),
-                             fast(20))
+                                 RetryPolicy(max_attempts=20, base_delay_s=0.05,
+                                             max_delay_s=0.5))
         calls = connector.plan([item(n, f"r{n}@example.com", reason="complaint")
                                 for n in range(10)])
         assert await push(connector, calls) == []

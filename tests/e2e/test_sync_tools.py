@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import run_cli, write_config
@@ -146,3 +147,26 @@ def test_missing_key_or_unknown_connector_is_a_setup_error(tmp_path: Path) -> No
 def _ledger_length(config: Path) -> int:
     with sqlite3.connect(config.parent / "test.db") as conn:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def test_serve_syncs_periodically_and_metrics_show_the_lag(tmp_path: Path) -> None:
+    from tests.conftest import Server, free_port
+
+    with fleet(("pm",)) as tools:
+        port = free_port()
+        config = write_config(tmp_path, tools.config() + "\n[sync]\ninterval_seconds = 1\n",
+                              port=port)
+        server = Server(config, port)
+        server.start(env=tools.env())
+        try:
+            assert server.cli("suppression", "add", "late@example.org").returncode == 0
+            deadline = time.monotonic() + 15
+            while "late@example.org" not in tools.blocked("pm"):
+                assert time.monotonic() < deadline, "the server never synced"
+                time.sleep(0.1)
+            metrics = httpx.get(f"{server.url}/metrics").text
+            assert 'mailprefs_sync_lag_events{connector="pm"} 0' in metrics
+            assert 'mailprefs_sync_failing{connector="pm"} 0' in metrics
+            assert "late@example.org" not in metrics
+        finally:
+            server.stop()

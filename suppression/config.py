@@ -147,6 +147,33 @@ class SyncSettings:
 
 
 @dataclass(frozen=True)
+class MailboxSettings:
+    """The privacy mailbox: where replies, unsubscribe mails and rights requests arrive."""
+
+    host: str = "127.0.0.1"
+    port: int = 993
+    security: str = "tls"
+    """``tls`` (IMAPS, port 993), ``starttls`` (port 143) or ``none`` (tests only)."""
+    ca_file: Path | None = None
+    """CA certificate(s) to trust for a server with a private certificate; default: the
+    system's trust store."""
+    user: str = ""
+    password_env: str = "MAILPREFS_IMAP_PASSWORD"  # noqa: S105 (a variable name)
+    """Environment variable holding the IMAP password (never the password)."""
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    """Handled mail is moved here (created if missing), only after it is stored."""
+    address: str = "privacy@itcare.example"
+    """The privacy mailbox's own address (never taken for the person's)."""
+    unsubscribe_address: str = ""
+    """The List-Unsubscribe mailto address; mail to LOCAL+TOKEN@DOMAIN unsubscribes.
+    Empty: links carry no mailto."""
+    trusted_authserv_ids: tuple[str, ...] = ()
+    """Authentication-Results headers from these servers (your own MTA) are trusted;
+    empty: only the topmost one."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the service and the CLI need, resolved to absolute paths."""
 
@@ -180,6 +207,7 @@ class Settings:
     connectors: tuple[ConnectorSettings, ...] = ()
     """Mailing tools to keep in step ([[connectors]])."""
     sync: SyncSettings = field(default_factory=SyncSettings)
+    mailbox: MailboxSettings = field(default_factory=MailboxSettings)
     texts_dir: Path | None = None
     """Folder with page texts (en.toml, nl.toml, fr.toml); None: the built-in ones."""
     source: str = "built-in defaults"
@@ -310,6 +338,8 @@ _KNOWN_TABLES = {
     "api": {"token_env"},
     "limits": {"subscribe_per_minute"},
     "sync": {"interval_seconds", "timeout_seconds", "max_attempts", "retry_base_seconds"},
+    "mailbox": {"host", "port", "security", "ca_file", "user", "password_env", "folder",
+                "processed_folder", "address", "unsubscribe_address", "trusted_authserv_ids"},
 }
 _ARRAYS = ("topics", "brands", "connectors")
 
@@ -411,6 +441,7 @@ def _parse(data: Mapping[str, Any], base: Path, file: str) -> Settings:
         ),
         connectors=_parse_connectors(data, topics, file) if "connectors" in data else (),
         sync=_parse_sync(data, file),
+        mailbox=_parse_mailbox(data, base, file),
         texts_dir=base / texts_dir if texts_dir else None,
         source=file,
     )
@@ -590,3 +621,38 @@ def _parse_connectors(
             webhook_key_env=str(entry.get("webhook_key_env", "")),
         ))
     return tuple(found)
+
+
+def _parse_mailbox(data: Mapping[str, Any], base: Path, file: str) -> MailboxSettings:
+    box = _Reader(file, "mailbox", _table(data, "mailbox", file))
+    d = MailboxSettings()
+    security = box.text("security", d.security)
+    if security not in ("tls", "starttls", "none"):
+        raise box.fail("security", "must be tls, starttls or none")
+    for key in ("address", "unsubscribe_address"):
+        value = box.table.get(key, getattr(d, key))
+        if not isinstance(value, str) or (value and value.count("@") != 1):
+            raise box.fail(key, "must be an e-mail address")
+    unsubscribe = str(box.table.get("unsubscribe_address", ""))
+    if "+" in unsubscribe.partition("@")[0]:
+        raise box.fail("unsubscribe_address", "must not contain '+' (the token goes there)")
+    ids = box.table.get("trusted_authserv_ids", [])
+    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+        raise box.fail("trusted_authserv_ids", "must be a list of host names")
+    env = str(box.table.get("password_env", d.password_env))
+    if not _ENV_NAME.fullmatch(env):
+        raise box.fail("password_env", "must be the name of an environment variable")
+    ca_file = box.table.get("ca_file")
+    return MailboxSettings(
+        host=box.text("host", d.host),
+        port=box.integer("port", 993 if security == "tls" else 143, 1, 65535),
+        security=security,
+        ca_file=base / box.text("ca_file") if ca_file else None,
+        user=str(box.table.get("user", "")),
+        password_env=env,
+        folder=box.text("folder", d.folder),
+        processed_folder=box.text("processed_folder", d.processed_folder),
+        address=str(box.table.get("address", d.address)),
+        unsubscribe_address=unsubscribe,
+        trusted_authserv_ids=tuple(ids),
+    )

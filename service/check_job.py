@@ -148,7 +148,8 @@ async def check_audience(
                 excluded.writerow([*p.row.values, " ".join(p.reasons)])
                 continue
             links = make_links(rt.tokens, base_url, p.contact_id, topic=topic.id,
-                               campaign=campaign, brand=brand)
+                               campaign=campaign, brand=brand,
+                               mailto_address=rt.settings.mailbox.unsubscribe_address or None)
             summary.sendable += 1
             sendable.writerow([*p.row.values, links.unsubscribe_url, links.preferences_url,
                                links.list_unsubscribe, links.list_unsubscribe_post])

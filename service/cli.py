@@ -139,7 +139,8 @@ def links(ctx: Context, address: str, topic: str | None, campaign: str | None,
         rt.suppressions.topic(topic)
         contact = await rt.suppressions.ensure_contact(address, CLI_ACTOR, source="cli")
         return make_links(
-            rt.tokens, rt.settings.base_url, contact.id, topic=topic, campaign=campaign
+            rt.tokens, rt.settings.base_url, contact.id, topic=topic, campaign=campaign,
+            mailto_address=rt.settings.mailbox.unsubscribe_address or None,
         ).as_json()
 
     result = ctx.run(work)
@@ -529,4 +530,4 @@ def suppression_export(ctx: Context, file_format: str, out: Path | None) -> None
 
 
 # Commands kept in their own modules register themselves on `main`.
-from service import sync_cli  # noqa: E402, F401
+from service import staff_cli, sync_cli  # noqa: E402, F401

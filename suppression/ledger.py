@@ -155,6 +155,25 @@ class Erased(_Event, frozen=True, kw_only=True):
     addr_hash: str
 
 
+class ReviewDecided(_Event, frozen=True, kw_only=True):
+    """A staff decision on a message of the privacy mailbox (the review queue)."""
+
+    item: int
+    """The inbox item."""
+    decision: str
+    """applied | dismissed | address_changed | exported | rectified | erased | ..."""
+    contact_id: int | None = None
+
+
+class AccessChanged(_Event, frozen=True, kw_only=True):
+    """A staff user or an API token was added, changed or revoked (never the secret)."""
+
+    subject: str
+    """'user:NAME' or 'token:ID'."""
+    change: str
+    """'added role=privacy', 'revoked', 'password changed', ..."""
+
+
 class PreferencesChanged(_Event, frozen=True, kw_only=True):
     contact_id: int
     language: str | None = None
@@ -176,6 +195,8 @@ Event = (
     | Complained
     | Erased
     | PreferencesChanged
+    | ReviewDecided
+    | AccessChanged
 )
 
 _encoder = msgspec.json.Encoder(order="deterministic")

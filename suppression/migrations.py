@@ -108,6 +108,62 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (connector, seq, addr_hash, action)
         ) WITHOUT ROWID""",
     ),
+    # 5: the privacy mailbox, staff users and API tokens, erasures waiting for the tools
+    (
+        """CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL UNIQUE,
+            received_at TEXT,
+            ingested_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            automatic INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN
+                ('applied', 'queued', 'ignored', 'recorded', 'dismissed', 'done')),
+            suggested TEXT NOT NULL,
+            sender TEXT,
+            addresses TEXT NOT NULL,
+            language TEXT,
+            subject TEXT NOT NULL,
+            body TEXT NOT NULL,
+            raw BLOB,
+            reasons TEXT NOT NULL,
+            due_date TEXT,
+            handled_by TEXT,
+            handled_at TEXT,
+            decision TEXT
+        )""",
+        "CREATE INDEX inbox_queue ON inbox(state, due_date)",
+        # Keyed hashes of every address a message names: export and erasure find the
+        # messages about a person without keeping their address in an index.
+        """CREATE TABLE inbox_names (
+            addr_hash BLOB NOT NULL,
+            inbox_id INTEGER NOT NULL REFERENCES inbox(id),
+            PRIMARY KEY (addr_hash, inbox_id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE staff_users (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'privacy', 'marketing')),
+            password_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            disabled_at TEXT
+        ) WITHOUT ROWID""",
+        """CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'privacy', 'marketing')),
+            digest BLOB NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )""",
+        # An erased person's address, kept only until every tool that can delete a
+        # contact has done so (then the row goes).
+        """CREATE TABLE sync_erasures (
+            connector TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            address TEXT NOT NULL,
+            PRIMARY KEY (connector, seq)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

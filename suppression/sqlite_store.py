@@ -48,6 +48,7 @@ from suppression.ledger import (
     Unsubscribed,
 )
 from suppression.migrations import MIGRATIONS, SCHEMA_VERSION
+from suppression.sqlite_staff import StaffReads, StaffTx
 from suppression.store import (
     PUSH_EVENT_TYPES,
     Contact,
@@ -138,7 +139,7 @@ class _Request:
     future: asyncio.Future[Any]
 
 
-class _SqliteTx:
+class _SqliteTx(StaffTx):
     """The Tx handed to write functions: reads and appends inside the open transaction."""
 
     def __init__(self, conn: sqlite3.Connection, tip_seq: int, tip_hash: str) -> None:
@@ -380,7 +381,8 @@ class _SqliteTx:
             case Erased():
                 c.execute(
                     "UPDATE contacts SET address = NULL, language = NULL, country = NULL, "
-                    "paused_until = NULL, name = NULL, company = NULL, erased_at = ?, "
+                    "paused_until = NULL, name = NULL, company = NULL, consent_at = NULL, "
+                    "last_purchase_at = NULL, last_enquiry_at = NULL, erased_at = ?, "
                     "updated_at = ? WHERE id = ?",
                     (at, at, event.contact_id),
                 )
@@ -478,7 +480,7 @@ class _Writer:
             self.conn = None
 
 
-class SqliteStore:
+class SqliteStore(StaffReads):
     """The default Store: one SQLite file.
 
     ``bulk`` (imports from the CLI): checkpoint the WAL every ~80 MB instead of every
@@ -595,7 +597,8 @@ class SqliteStore:
             raise StoreError("the store is not open")
         return self._readers[next(self._next_reader)]
 
-    async def _fetchall(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
+    async def _fetchall(self, sql: str, params: tuple[Any, ...] | list[Any] = ()
+                        ) -> list[Any]:
         try:
             async with self._reader().execute(sql, params) as cursor:
                 return list(await cursor.fetchall())

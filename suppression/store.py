@@ -85,6 +85,66 @@ class SyncRejection(msgspec.Struct, frozen=True):
     at: str
 
 
+class InboxItem(msgspec.Struct, frozen=True):
+    """A message of the privacy mailbox, as classified and handled."""
+
+    id: int
+    message_id: str
+    received_at: str | None
+    ingested_at: str
+    kind: str
+    automatic: bool
+    state: str
+    """applied | queued | ignored | recorded | dismissed | done."""
+    suggested: str
+    """What a human should probably do (or what was done automatically)."""
+    sender: str | None
+    addresses: list[str]
+    language: str | None
+    subject: str
+    body: str
+    """Plain text only (HTML mail is converted, never rendered)."""
+    reasons: list[str]
+    due_date: str | None
+    handled_by: str | None = None
+    handled_at: str | None = None
+    decision: str | None = None
+
+
+class NewInboxItem(msgspec.Struct, frozen=True):
+    message_id: str
+    received_at: str | None
+    ingested_at: str
+    kind: str
+    automatic: bool
+    state: str
+    suggested: str
+    sender: str | None
+    addresses: list[str]
+    language: str | None
+    subject: str
+    body: str
+    raw: bytes
+    reasons: list[str]
+    due_date: str | None
+
+
+class StaffUser(msgspec.Struct, frozen=True):
+    name: str
+    role: str
+    password_hash: str
+    created_at: str
+    disabled_at: str | None
+
+
+class ApiToken(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    role: str
+    created_at: str
+    revoked_at: str | None
+
+
 PUSH_EVENT_TYPES: tuple[str, ...] = (
     "Unsubscribed", "Suppressed", "SuppressionLifted", "Objected", "Bounced", "Complained",
     "Erased",
@@ -140,6 +200,34 @@ class Tx(Protocol):
     def last_lift_at(self, contact_id: int) -> str | None:
         """ISO time of the contact's latest SuppressionLifted event, if any."""
         ...
+
+    # the privacy mailbox, staff, tokens, erasures (see sqlite_staff.py)
+    def add_inbox(self, item: NewInboxItem, name_hashes: list[bytes]) -> int | None:
+        """Store a message once; None when its message id is already there."""
+        ...
+
+    def inbox_item(self, item_id: int) -> InboxItem | None: ...
+
+    def set_inbox_state(self, item_id: int, state: str, by: str, at: str,
+                        decision: str, addresses: list[str] | None = None) -> None: ...
+
+    def redact_inbox(self, addr_hash: bytes, address: str) -> int:
+        """Replace the address in every stored message that names it; returns how many."""
+        ...
+
+    def add_staff_user(self, name: str, role: str, password_hash: str, at: str) -> None: ...
+
+    def update_staff_user(self, name: str, *, role: str | None = None,
+                          password_hash: str | None = None, disabled_at: str | None = None
+                          ) -> None: ...
+
+    def add_api_token(self, name: str, role: str, digest: bytes, at: str) -> int: ...
+
+    def revoke_api_token(self, token_id: int, at: str) -> bool: ...
+
+    def queue_erasure(self, connector: str, seq: int, address: str) -> None: ...
+
+    def drop_erasures(self, connector: str, seqs: list[int]) -> None: ...
 
 
 class Store(Protocol):
@@ -197,3 +285,31 @@ class Store(Protocol):
     async def sync_cursors(self) -> list[SyncCursor]: ...
 
     async def sync_rejections(self, connector: str) -> int: ...
+
+    async def inbox_item(self, item_id: int) -> InboxItem | None: ...
+
+    async def inbox_queue(self, limit: int = 200) -> list[InboxItem]:
+        """Queued items: the oldest due date first (overdue on top), then the oldest."""
+        ...
+
+    async def inbox_of(self, addr_hash: bytes) -> list[InboxItem]: ...
+
+    async def inbox_raw(self, item_id: int) -> bytes | None: ...
+
+    async def inbox_counts(self) -> dict[str, int]: ...
+
+    async def staff_user(self, name: str) -> StaffUser | None: ...
+
+    async def staff_users(self) -> list[StaffUser]: ...
+
+    async def api_token_by_digest(self, digest: bytes) -> ApiToken | None: ...
+
+    async def api_tokens(self) -> list[ApiToken]: ...
+
+    async def erasure_addresses(self, connector: str, seqs: list[int]) -> dict[int, str]: ...
+
+    async def events_of(self, contact_id: int | None, addr_hash: str) -> list[StoredEvent]:
+        """Every event about a person: by contact id, or by keyed hash alone."""
+        ...
+
+    async def evidence_of(self, seqs: list[int]) -> dict[int, bytes]: ...

@@ -189,8 +189,10 @@ class SyncEngine:
                 hashes = list({bytes.fromhex(e.addr_hash) for e in events if e.addr_hash})
                 contacts = await self.store.contacts_by_hashes(hashes)
                 addresses = {h: c.address for h, c in contacts.items() if c.address}
+                erasures = await self.store.erasure_addresses(
+                    name, [e.seq for e in events if e.type == "Erased"])
                 for stored_event in events:
-                    item = await self._item(stored_event, connector, addresses)
+                    item = await self._item(stored_event, connector, addresses, erasures)
                     last_seq = stored_event.seq
                     if item is None:
                         report.skipped += 1
@@ -232,9 +234,13 @@ class SyncEngine:
             for r in rejections
         ]
 
+        deleted = [i.seq for i in items if i.action == "delete"]
+
         def write(tx: Tx) -> None:
             if rows:
                 tx.add_rejections(rows)
+            if deleted:
+                tx.drop_erasures(connector.name, deleted)
             tx.set_cursor(connector.name, "push", str(up_to), at)
 
         await self.store.write(write)
@@ -256,7 +262,8 @@ class SyncEngine:
         return rejections
 
     async def _item(self, stored: StoredEvent, connector: Connector,
-                    addresses: Mapping[bytes, str]) -> PushItem | None:
+                    addresses: Mapping[bytes, str], erasures: Mapping[int, str]
+                    ) -> PushItem | None:
         """What to tell a tool about one ledger event (None: nothing to send)."""
         if stored.channel == f"esp:{connector.name}":
             return None
@@ -266,7 +273,8 @@ class SyncEngine:
             return None
         action, reason, topic = what
         addr_hash = bytes.fromhex(stored.addr_hash)
-        address = addresses.get(addr_hash)
+        # An erased person's address is kept for a tool only until it deleted them.
+        address = erasures.get(stored.seq) if action == "delete" else addresses.get(addr_hash)
         if address is None:
             return None  # a domain or a hash-only entry, or erased: no address to send
         if action == "lift" and not await self._liftable(addr_hash, topic, connector):

@@ -79,7 +79,8 @@ async def create_links(
             items.append(LinkItem(address=address, error=str(key)))
             continue
         links = make_links(runtime.tokens, runtime.settings.base_url, contact_id,
-                           topic=data.topic, campaign=data.campaign, brand=data.brand)
+                           topic=data.topic, campaign=data.campaign, brand=data.brand,
+                           mailto_address=runtime.settings.mailbox.unsubscribe_address or None)
         items.append(LinkItem(
             address=address, unsubscribe_url=links.unsubscribe_url,
             preferences_url=links.preferences_url,

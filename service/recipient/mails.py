@@ -66,3 +66,12 @@ async def send_manage_link(rt: Runtime, contact: Contact, lang: str, brand: Bran
         minutes=minutes,
     )
     await _send(rt, contact, lang, subject, body)
+
+
+async def send_unsubscribed(rt: Runtime, contact: Contact, lang: str, brand: Brand) -> None:
+    """The acknowledgement of an unsubscribe made by mail (the person's language)."""
+    token = rt.tokens.sign(Purpose.PREFERENCES, TokenPayload(contact.id, brand=brand.id))
+    subject = rt.texts.get(lang, "mail_unsubscribed_subject", brand=brand.name)
+    body = rt.texts.get(lang, "mail_unsubscribed_body", brand=brand.name,
+                        url=f"{rt.settings.base_url}/p/{token}")
+    await _send(rt, contact, lang, subject, body)

@@ -37,6 +37,9 @@ from service.recipient.unsubscribe import undo_post, unsubscribe_page, unsubscri
 from service.recipient.web import Web
 from service.runtime import Clock, Runtime, build_runtime
 from service.security import security_headers
+from service.staff.api import STAFF_API_ROUTES
+from service.staff.auth import Sessions
+from service.staff.console import STAFF_ROUTES
 from service.sync_job import sync_forever, sync_status
 from suppression.config import Settings
 from suppression.store import Store, StoreError
@@ -115,11 +118,13 @@ def create_app(
     return Litestar(
         route_handlers=[healthz, metrics_endpoint, brand_css, static, create_links, status,
                         create_import, create_check, webhook, webhook_check,
-                        *RECIPIENT_ROUTES],
+                        *RECIPIENT_ROUTES, *STAFF_API_ROUTES, *STAFF_ROUTES],
         dependencies={
             "runtime": provide(runtime),
             "metrics": provide(metrics),
             "web": provide(Web(runtime, pages, limiter)),
+            "sessions": provide(Sessions(runtime.signing_keys)),
+            "pages": provide(pages),
         },
         middleware=[metrics_middleware(metrics)],
         exception_handlers=exception_handlers([pages.error_page]),  # type: ignore[arg-type]

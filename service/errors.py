@@ -14,7 +14,10 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from service.staff.actions import ActionError
+from service.staff.auth import LoginRequired, RoleRequired
 from suppression.addresses import InvalidAddress
+from suppression.rights import UnknownPerson
 from suppression.store import StoreBusy, StoreError
 from suppression.subscriptions import ContactNotFound
 from suppression.suppression_list import NothingToLift, RefusedLift, UnknownTopic
@@ -34,6 +37,8 @@ _DOMAIN: dict[type[Exception], tuple[int, str]] = {
     TokenInvalid: (400, "Invalid link"),
     ContactNotFound: (404, "Unknown link"),
     TokenExpired: (410, "Link expired"),
+    ActionError: (422, "Cannot do that"),
+    UnknownPerson: (404, "Nothing held"),
     StoreBusy: (503, "Database busy"),
     StoreError: (503, "Database unavailable"),
 }
@@ -55,6 +60,10 @@ def classify(exc: Exception) -> tuple[int, str, str | None]:
     """(status, title, detail) for any exception; details only for errors we understand."""
     if isinstance(exc, WebhookRejected):
         return exc.status, "Webhook refused", exc.problem
+    if isinstance(exc, LoginRequired):
+        return 401, "Sign in needed", "sign in at /staff/login"
+    if isinstance(exc, RoleRequired):
+        return 403, "Not allowed", str(exc)
     for kind, (status, title) in _DOMAIN.items():
         if isinstance(exc, kind):
             return status, title, str(exc)
@@ -74,6 +83,10 @@ def _handle(
         log.error("unhandled %s on %s", type(exc).__name__, request.scope.get("path_template"))
     elif isinstance(exc, StoreError):
         log.warning("store unavailable: %s", exc)
+    path = request.scope.get("path", "")
+    if isinstance(exc, LoginRequired) and path.startswith("/staff"):
+        # A console page without a session: to the login page (no JavaScript needed).
+        return Response(b"", status_code=303, headers={"Location": "/staff/login"})
     for render in renderers:
         page = render(request, status, title, exc)
         if page is not None:

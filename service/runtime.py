@@ -32,6 +32,8 @@ class Runtime:
     owns_store: bool
     texts: Texts
     outbox: Outbox
+    signing_keys: tuple[bytes, ...] = ()
+    """The link keys (newest last); staff sessions are signed with them too."""
 
     async def open(self) -> None:
         if self.owns_store:
@@ -84,4 +86,5 @@ def build_runtime(
         owns_store=owns,
         texts=load_texts(settings.texts_dir, settings.default_language),
         outbox=build_outbox(settings),
+        signing_keys=keys.signing_keys,
     )

@@ -110,6 +110,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
+    # Erasure must erase: deleted rows are overwritten, not left on free pages.
+    conn.execute("PRAGMA secure_delete=ON")
     # 64 MB page cache: bulk imports insert keyed hashes in random order into B-trees.
     conn.execute("PRAGMA cache_size=-65536")
     return conn
@@ -438,6 +440,11 @@ class _Writer:
             conn.execute("ROLLBACK")
             raise
 
+    def truncate_wal(self) -> None:
+        """Fold the WAL into the database and cut it to zero bytes, so page images
+        from before an erasure do not linger in it."""
+        self._need().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def set_bulk(self) -> None:
         self._need().execute("PRAGMA wal_autocheckpoint=20000")
 
@@ -590,6 +597,14 @@ class SqliteStore(StaffReads):
                     request.future.set_result(value)
                 else:
                     request.future.set_exception(value)
+
+    async def scrub(self) -> None:
+        """After an erasure: no copy of erased data left in the write-ahead log."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._writer.executor, self._writer.truncate_wal)
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc) from None
 
     # reads -------------------------------------------------------------
     def _reader(self) -> aiosqlite.Connection:

@@ -244,6 +244,8 @@ class SyncEngine:
             tx.set_cursor(connector.name, "push", str(up_to), at)
 
         await self.store.write(write)
+        if deleted:
+            await self.store.scrub()  # the erased addresses are gone: from the WAL too
         self.progress(connector.name, "push", report.pushed + report.rejected)
 
     async def _send_all(self, connector: Connector, calls: list[Call]) -> list[Rejection]:

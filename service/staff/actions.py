@@ -214,8 +214,10 @@ async def forget(rt: Runtime, address: str, actor: str, channel: str = "staff") 
     now = _now(rt)
     by = Actor(channel, actor, None)
     deleting = [c.name for c in rt.settings.connectors if c.kind in DELETING_KINDS]
-    return await rt.store.write(
+    done = await rt.store.write(
         lambda tx: forget_in(tx, rt.hasher, address, by, now, deleting))
+    await rt.store.scrub()
+    return done
 
 
 # users and tokens -----------------------------------------------------------------------

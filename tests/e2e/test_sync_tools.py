@@ -170,3 +170,30 @@ def test_serve_syncs_periodically_and_metrics_show_the_lag(tmp_path: Path) -> No
             assert "late@example.org" not in metrics
         finally:
             server.stop()
+
+
+def test_forget_deletes_the_contact_at_every_tool_that_keeps_contacts(tmp_path: Path) -> None:
+    with fleet() as tools:
+        config, env = setup(tmp_path, tools)
+        address = "erase-me@example.org"
+        tools.tools["sg"].add_contact(address)  # type: ignore[attr-defined]
+        tools.tools["bv"].add_contact(address, lists=[7])  # type: ignore[attr-defined]
+        assert run_cli("suppression", "add", address, config=config).returncode == 0
+        code, summary = sync(config, env)
+        assert code == 0, summary
+        assert run_cli("forget", address, "--yes", config=config).returncode == 0
+        with sqlite3.connect(config.parent / "test.db") as conn:
+            waiting = {r[0] for r in conn.execute("SELECT connector FROM sync_erasures")}
+        assert waiting == {"mc", "sg", "bv", "ses"}  # the tools that keep contacts
+
+        code, summary = sync(config, env)
+        assert code == 0, summary
+        for name in ("mc", "sg", "bv", "ses"):
+            assert "deleted" in tools.tools[name].view().get(address, set()), name
+        with sqlite3.connect(config.parent / "test.db") as conn:
+            left = conn.execute("SELECT count(*) FROM sync_erasures").fetchone()[0]
+        assert left == 0  # the address was kept only until every tool deleted it
+        raw = (config.parent / "test.db").read_bytes()
+        wal = config.parent / "test.db-wal"
+        assert address.encode() not in raw + (wal.read_bytes() if wal.exists() else b"")
+        assert run_cli("audit", "verify", config=config).returncode == 0

@@ -227,3 +227,39 @@ def test_users_and_tokens(config: Path) -> None:
     assert actors == ["cli", "cli"]
     cli(config, "tokens", "revoke", "1")
     assert "revoked" in cli(config, "tokens", "list")
+
+
+def test_huge_broken_and_hostile_mail_is_stored_never_a_crash(config: Path) -> None:
+    from email.mime.application import MIMEApplication
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    folder = config.parent / "bad"
+    folder.mkdir()
+    big = MIMEMultipart()
+    big["From"] = "sender@example.org"
+    big["To"] = "privacy@itcare.example"
+    big["Subject"] = "Our contract"
+    big["Message-ID"] = "<big-1@example.org>"
+    big.attach(MIMEText("See the attachment.", "plain"))
+    big.attach(MIMEApplication(b"\x00\x01" * (12_500_000), Name="contract.bin"))
+    (folder / "big.eml").write_bytes(big.as_bytes())
+    (folder / "junk.eml").write_bytes(bytes(range(256)) * 100)
+    (folder / "no-boundary.eml").write_bytes(
+        b"From: a@example.org\r\nContent-Type: multipart/mixed\r\nSubject: unsubscribe\r\n"
+        b"Message-ID: <nb-1@example.org>\r\n\r\n--x\r\nbody\r\n")
+    (folder / "injection.eml").write_bytes(
+        b"From: evil@example.org\r\n\tBcc: victim@example.org\r\nTo: privacy@itcare.example\r\n"
+        b"Subject: unsubscribe\r\nContent-Type: text/html; charset=klingon\r\n"
+        b"Message-ID: <inj-1@example.org>\r\n\r\n<script>alert(1)</script><p>unsubscribe</p>")
+    paths = sorted(folder.iterdir())
+    assert (folder / "big.eml").stat().st_size > 25_000_000
+    report = json.loads(cli(config, "inbox", "ingest", *(str(p) for p in paths), "--json"))
+    assert (report["read"], report["stored"]) == (4, 4)
+    with sqlite3.connect(config.parent / "test.db") as conn:
+        bodies = [r[0] for r in conn.execute("SELECT body FROM inbox")]
+        big_raw = conn.execute("SELECT length(raw) FROM inbox WHERE message_id = "
+                               "'big-1@example.org'").fetchone()[0]
+    assert big_raw == (folder / "big.eml").stat().st_size  # nothing lost
+    assert not any("<script" in body for body in bodies)
+    assert suppressions(config, "victim@example.org") == []

@@ -70,11 +70,15 @@ def fetch_mailbox(
 
     A message is moved to ``settings.processed_folder`` (created if missing) only after
     ``handle`` returned; when ``handle`` raises it is counted as failed and left where it
-    is.  Raises :class:`MailboxError` when the server cannot be used.
+    is (only the exception's type is logged here: ``handle`` logs its own reasons, since
+    an exception's text may quote the message).  Raises :class:`MailboxError` when the
+    server cannot be used.
     """
     if limit is not None and limit < 0:
         raise ValueError("limit must be 0 or more")
-    if settings.folder == settings.processed_folder:
+    if settings.folder == settings.processed_folder or (
+        settings.folder.upper() == "INBOX" == settings.processed_folder.upper()
+    ):
         raise MailboxError(
             f"mailbox.folder and mailbox.processed_folder are both {settings.folder!r}: "
             "handled mail must go to another folder"
@@ -188,7 +192,10 @@ def _connect_error(exc: Exception, settings: MailboxSettings, where: str,
         return MailboxError(f"the TLS handshake with the IMAP server {where} failed "
                             f"({_reason(exc)}).{hint}")
     if isinstance(exc, TimeoutError):
-        return MailboxError(f"the IMAP server {where} did not answer within {timeout_s:g} s")
+        hint = ("; if this is an IMAPS port (993), use mailbox.security = \"tls\""
+                if settings.security != "tls" else "")
+        return MailboxError(f"the IMAP server {where} did not answer within {timeout_s:g} s"
+                            f"{hint}")
     if isinstance(exc, OSError):
         return MailboxError(f"cannot connect to the IMAP server {where} ({_reason(exc)}): "
                             "check mailbox.host and mailbox.port")

@@ -68,7 +68,7 @@ class Pages:
             **context,
         )
         return Response(
-            page, status_code=status, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
+            page, status_code=status, media_type="text/html", headers=PAGE_HEADERS
         )
 
     def message(

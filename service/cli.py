@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -352,9 +353,10 @@ def import_command(ctx: Context, file: Path, source: str | None, country_column:
                                              or "file")
     rejects_path = rejects or file.with_name(file.name + ".rejects.csv")
     size = file.stat().st_size
-    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed below)
-        "w", encoding="utf-8", newline="", delete=False, dir=rejects_path.parent,
-        prefix=".rejects-", suffix=".csv",
+    # Unnamed (O_TMPFILE where the system has it): a killed import leaves no file of
+    # rejected rows (which hold addresses) behind; FILE.rejects.csv is written at the end.
+    tmp = tempfile.TemporaryFile(  # noqa: SIM115 (closed below)
+        "w+", encoding="utf-8", newline="", dir=rejects_path.parent,
     )
 
     async def work(rt: Runtime) -> Any:
@@ -376,13 +378,13 @@ def import_command(ctx: Context, file: Path, source: str | None, country_column:
             counts = ctx.run(work, bulk=True)
         except CsvError as exc:
             fail(f"{file}: {exc}")
-        tmp.close()
         wrote_rejects = counts.rejected + counts.duplicates + counts.blocked_by_suppression > 0
         if wrote_rejects:
-            Path(tmp.name).replace(rejects_path)
+            tmp.seek(0)
+            with rejects_path.open("w", encoding="utf-8", newline="") as out:
+                shutil.copyfileobj(tmp, out)
     finally:
         tmp.close()
-        Path(tmp.name).unlink(missing_ok=True)
     result: dict[str, Any] = {**counts.as_json(), "dry_run": dry_run,
                               "rejects_file": str(rejects_path) if wrote_rejects else None}
     if as_json:

@@ -11,6 +11,7 @@ from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import StoplightRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromPath
 from litestar.static_files import create_static_files_router
@@ -36,7 +37,7 @@ from service.recipient.subscribe import (
 from service.recipient.unsubscribe import undo_post, unsubscribe_page, unsubscribe_post
 from service.recipient.web import Web
 from service.runtime import Clock, Runtime, build_runtime
-from service.security import security_headers
+from service.security import logging_config, security_headers
 from service.staff.api import STAFF_API_ROUTES
 from service.staff.auth import Sessions
 from service.staff.console import STAFF_ROUTES
@@ -129,6 +130,7 @@ def create_app(
         middleware=[metrics_middleware(metrics)],
         exception_handlers=exception_handlers([pages.error_page]),  # type: ignore[arg-type]
         before_send=[security_headers(settings.base_url)],
+        logging_config=logging_config(),  # MAILPREFS_LOG_LEVEL; no addresses in logs
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(
@@ -136,6 +138,8 @@ def create_app(
             version="0.1.0",
             description="Mailing preferences and the central suppression list.",
             path="/schema",
+            # An explorer without inline script, so /schema keeps a strict CSP too.
+            render_plugins=[StoplightRenderPlugin(path=["/", "/elements"]), YamlRenderPlugin()],
             components=Components(security_schemes={
                 "bearer": SecurityScheme(type="http", scheme="bearer"),
             }),

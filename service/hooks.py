@@ -6,11 +6,19 @@ tools do not sign, so their webhook URL must carry that secret: ``?key=SECRET``
 (compared in constant time). A call that fails either check is refused with 401
 and records nothing. Accepted events go through the same idempotent recording as
 pulled ones: the same event twice gives one ledger event.
+
+Mailgun's signature covers only a timestamp and a random token, not the body: whoever
+saw one genuine call could, within its ten minutes, send the same signature with other
+events (a "complaint" for anyone). So a signature is accepted again only with the very
+body it first came with (a retry); with another body that reports opt-outs it is a
+replay: 401.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +33,38 @@ from suppression.config import ConnectorSettings
 from suppression.remote_opt_outs import record_opt_outs
 from sync.connector import WebhookRejected
 from sync.registry import module_for
+
+REPLAY_WINDOW_S = 1800.0
+"""How long a signature is remembered: longer than the ±10 minutes a Mailgun timestamp
+may be away from our clock."""
+MAX_REMEMBERED = 200_000
+
+
+class ReplayGuard:
+    """Signatures seen recently (in memory, one process) with the body each one signed."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[bytes, float]] = {}
+
+    def check(self, signature: str, body: bytes, now: float, *, changes: bool) -> None:
+        """Refuse ``signature`` with a body other than the one it first came with, when
+        that body ``changes`` anything (one that records nothing can do no harm)."""
+        oldest = next(iter(self.seen.values()), None)  # insertion order: first is oldest
+        if oldest is not None and (oldest[1] < now - REPLAY_WINDOW_S
+                                   or len(self.seen) > MAX_REMEMBERED):
+            self.seen = {k: v for k, v in self.seen.items() if v[1] >= now - REPLAY_WINDOW_S}
+        digest = hashlib.sha256(body).digest()
+        first = self.seen.setdefault(signature, (digest, now))
+        if changes and not hmac.compare_digest(first[0], digest):
+            raise WebhookRejected(401, "this signature came with another body before (replay?)")
+
+
+def _body_free_signature(kind: str, body: bytes) -> str | None:
+    """The signature of a tool whose signature does not cover the body (Mailgun)."""
+    if kind != "mailgun":
+        return None
+    signature = json.loads(body).get("signature") or {}  # parse_webhook checked the format
+    return f"{signature.get('timestamp')}:{signature.get('token')}"
 
 
 def _connector(runtime: Runtime, name: str) -> ConnectorSettings:
@@ -60,6 +100,10 @@ async def webhook(connector: FromPath[str], request: Request[Any, Any, Any],
         raise WebhookRejected(401, "missing or wrong key in the webhook URL")
     headers = {k.lower(): v for k, v in request.headers.items()}
     opt_outs = module.parse_webhook(cs, key, headers, query, body, runtime.clock())
+    signature = _body_free_signature(cs.kind, body)
+    if signature is not None:
+        guard: ReplayGuard = request.app.state.setdefault("webhook_replays", ReplayGuard())
+        guard.check(f"{cs.name}:{signature}", body, runtime.clock(), changes=bool(opt_outs))
     now = datetime.fromtimestamp(runtime.clock(), UTC)
     recorded = await runtime.store.write(
         lambda tx: record_opt_outs(tx, runtime.hasher, opt_outs, channel=cs.channel, now=now,

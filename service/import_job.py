@@ -8,11 +8,12 @@ file finishes it (rows already in are ``unchanged``).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping
 from typing import IO, Literal
 
 from service.runtime import Runtime
-from suppression.csvfiles import CsvError, CsvSource, SafeWriter, map_columns
+from suppression.csvfiles import Columns, CsvError, CsvSource, SafeWriter, map_columns
 from suppression.importer import (
     ImportCounts,
     ImportRow,
@@ -26,6 +27,29 @@ from suppression.store import Tx
 
 BATCH = 5000
 Progress = Callable[[int], None]
+
+# Line breaks and other control characters (a tab aside) in a field we store: in a name
+# they are a header injection waiting for the day a name goes into a mail header, and in
+# a contact list they are always a mistake; the row is rejected, naming the field.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def source_label(source: str) -> str:
+    """``import:NAME`` with NAME made of letters, digits, '.', '-' and '_' (as the CLI
+    does for a file name): a name from an upload ("Spring list.csv", "../x") is a label,
+    and without this every row of the file would be rejected for its source."""
+    if not source.startswith("import:"):
+        return source
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", source.removeprefix("import:"))[:60]
+    return f"import:{name or 'file'}"
+
+
+def _control_characters(values: list[str], columns: Columns) -> str | None:
+    """The first imported field whose cell holds a control character, else None."""
+    for field, position in columns.index.items():
+        if position < len(values) and _CONTROL.search(values[position]):
+            return field
+    return None
 
 
 class _DryRun(Exception):
@@ -52,6 +76,7 @@ async def import_contacts(
     overrides: Mapping[str, str] | None = None, dry_run: bool = False,
     rejects: IO[str] | None = None, progress: Progress | None = None,
 ) -> ImportCounts:
+    default_source = source_label(default_source)
     source = CsvSource(raw)
     columns = map_columns(source.header, overrides)
     counts = ImportCounts()
@@ -104,6 +129,10 @@ async def import_contacts(
         counts.rows += 1
         if isinstance(item, tuple):
             reject(item[0], item[1], [])
+            continue
+        bad_field = _control_characters(item.values, columns)
+        if bad_field is not None:
+            reject(item.line, f"{bad_field}: line breaks or control characters", item.values)
             continue
         try:
             row = parse_row(item, columns, rt.hasher, default_source)

@@ -29,6 +29,9 @@ from suppression.suppression_list import Actor, ensure_contact_in
 from suppression.tokens import Purpose, TokenExpired, TokenPayload
 
 MAX_FIELD = 500
+PRIVILEGED_SOURCES = frozenset({"customer"})
+"""Sources that grant something by themselves (soft opt-in, service mail): never from a
+public form."""
 
 
 class SubscribeRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -74,8 +77,17 @@ def _validate(body: SubscribeRequest, runtime: Runtime) -> None:
         )
     if body.language is not None and body.language not in LANGUAGES:
         raise ClientException(f"language must be one of {', '.join(LANGUAGES)}")
-    if body.country is not None and not (len(body.country) == 2 and body.country.isalpha()):
+    if body.country is not None and not (len(body.country) == 2 and body.country.isascii()
+                                         and body.country.isalpha()):
         raise ClientException("country must be a two-letter code (ISO 3166-1), e.g. BE")
+    if body.source.strip().lower() in PRIVILEGED_SOURCES:
+        # Anyone can post this form: "customer" would give a stranger's address the soft
+        # opt-in of an own customer (and service mail) without any confirmation.
+        raise ClientException(
+            "source: a sign-up form cannot say who is a customer (customers come in through "
+            "an import)")
+    if body.brand is not None and runtime.settings.brand(body.brand).id != body.brand:
+        raise ClientException("unknown brand")
 
 
 def _check_inbox(
@@ -193,6 +205,7 @@ async def confirm_post(
 ) -> Response[str]:
     runtime, pages = web.runtime, web.pages
     payload = runtime.tokens.verify(Purpose.CONFIRM, token)
+    await read_form(request)  # the button sends no field; the body limit still holds (413)
     topics = _confirm_topics(payload.extra, runtime)
     by = who(request, "subscribe_form", runtime.clock, token, note="double opt-in confirmed")
     result = await runtime.store.write(
@@ -238,7 +251,10 @@ async def manage_post(request: Request[Any, Any, Any], web: NamedDependency[Web]
     form = await read_form(request)
     lang_field = form.get("language")
     lang = str(lang_field) if lang_field in LANGUAGES else pages.language(request, None)
-    brand = runtime.settings.brand(str(form.get("brand") or "") or None)
+    brand_id = str(form.get("brand") or "") or None
+    brand = runtime.settings.brand(brand_id)
+    if brand_id is not None and brand.id != brand_id:
+        raise ClientException("unknown brand")
     address = str(form.get("address") or "")
     if not address or len(address) > MAX_FIELD:
         raise ClientException("address: enter your e-mail address")
@@ -273,6 +289,7 @@ async def renew_post(
     limiter.check("manage", request)
     if purpose not in ("confirm", "manage"):
         raise ClientException("unknown link kind")
+    await read_form(request)  # no field, but the body limit holds (413)
     kind = Purpose.CONFIRM if purpose == "confirm" else Purpose.MANAGE
     try:
         payload = runtime.tokens.verify(kind, token)

@@ -15,6 +15,7 @@ from service.recipient.common import known_contact, read_form, who
 from service.recipient.pages import Pages
 from service.recipient.web import Web
 from service.runtime import Runtime
+from suppression.store import Contact
 from suppression.subscriptions import undo_unsubscribe, unsubscribe
 from suppression.tokens import Purpose, TokenError, TokenPayload
 
@@ -27,6 +28,12 @@ def _message(pages: Pages, payload: TokenPayload, lang: str, key: str) -> str:
     if payload.topic is None:
         return pages.t(lang, f"{key}_all", brand=brand)
     return pages.t(lang, f"{key}_topic", brand=brand, topic=pages.topic_name(payload.topic, lang))
+
+
+async def _opted_out(runtime: Runtime, contact: Contact, topic: str | None) -> bool:
+    """Does an opt-out still stop this topic (or everything) for the contact?"""
+    scopes = {"global"} if topic is None else {"global", f"topic:{topic}"}
+    return any(s.scope in scopes for s in await runtime.store.suppressions([contact.addr_hash]))
 
 
 def _prefs_url(runtime: Runtime, payload: TokenPayload) -> str:
@@ -69,7 +76,7 @@ async def unsubscribe_post(
         # Mail providers post this without a person watching: a short, final answer.
         return Response(
             pages.t(pages.language(request, None), "one_click_done"),
-            media_type="text/plain; charset=utf-8",
+            media_type="text/plain",  # Litestar adds the one charset
             status_code=200,
             headers={"Cache-Control": "no-store"},
         )
@@ -131,11 +138,23 @@ async def undo_post(
     if not seq_text.isdigit():
         raise ClientException("malformed undo")
     by = who(request, "link", runtime.clock, token, note="undo")
-    await runtime.store.write(
+    undone = await runtime.store.write(
         lambda tx: undo_unsubscribe(
             tx, payload.contact_id, payload.topic, int(seq_text), previous, by
         )
     )
+    if not undone and await _opted_out(runtime, contact, payload.topic):
+        # A replayed undo after a newer unsubscribe: that opt-out stands (saying
+        # "welcome back" here would be a lie); the preference page can change it.
+        return pages.message(
+            lang=lang,
+            brand=brand,
+            title=pages.t(lang, "error_title"),
+            lines=[pages.t(lang, "undo_expired")],
+            status=410,
+            link_url=prefs_url,
+            link_label=pages.t(lang, "prefs_title"),
+        )
     topic = (
         pages.topic_name(payload.topic, lang)
         if payload.topic

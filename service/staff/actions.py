@@ -11,6 +11,7 @@ import asyncio
 import mailbox
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,18 +87,75 @@ async def ingest_message(rt: Runtime, raw: bytes) -> Ingested:
     return result
 
 
-def messages_in(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(where, raw bytes) of every message in a .eml file, an mbox file or a Maildir."""
-    if path.is_dir():
-        if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
+def _plain_file(path: Path) -> None:
+    """Refuse anything but a regular file: a symbolic link is not followed (one planted
+    in a drop folder would otherwise copy any file the operator can read, /etc/shadow
+    say, into the mailbox staff read), nor are devices, FIFOs or sockets read."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        raise ActionError(f"{path}: no such file or folder") from None
+    if stat.S_ISLNK(mode):
+        raise ActionError(f"{path}: a symbolic link; links are not followed, give the file "
+                          "itself")
+    if not stat.S_ISREG(mode):
+        raise ActionError(f"{path}: not a regular file")
+
+
+def _read_plain(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of a regular file, never through a symbolic link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ActionError(f"{path}: cannot read it ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ActionError(f"{path}: not a regular file")
+        return handle.read(limit)
+
+
+def _maildir_files(path: Path) -> list[tuple[str, Path]]:
+    """(key, file) of every message in a Maildir's new/ and cur/, in key order, after
+    checking that each one is a plain file."""
+    for sub in ("cur", "new", "tmp"):
+        try:
+            is_dir = stat.S_ISDIR((path / sub).lstat().st_mode)
+        except FileNotFoundError:
+            is_dir = False
+        if not is_dir:
             raise ActionError(f"{path}: a folder must be a Maildir (with cur/ new/ tmp/)")
-        box = mailbox.Maildir(path, factory=None, create=False)
-        for key in sorted(box.keys()):
-            with box.get_file(key) as handle:
-                yield f"{path.name}/{key}", handle.read(MAX_MESSAGE_BYTES)
+    files = []
+    for sub in ("new", "cur"):
+        for name in os.listdir(path / sub):
+            if name.startswith("."):
+                continue  # as mailbox.Maildir: hidden files are not messages
+            _plain_file(path / sub / name)
+            files.append((name.split(":", 1)[0], path / sub / name))
+    return sorted(files)
+
+
+def _check_path(path: Path) -> None:
+    """Refuse a path that is not a plain file or a Maildir of plain files."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        raise ActionError(f"{path}: no such file or folder") from None
+    if stat.S_ISDIR(mode):
+        _maildir_files(path)
+    else:
+        _plain_file(path)
+
+
+def messages_in(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(where, raw bytes) of every message in a .eml file, an mbox file or a Maildir.
+    Symbolic links, devices and folders that are not a Maildir are refused."""
+    _check_path(path)
+    if stat.S_ISDIR(path.lstat().st_mode):
+        for key, file in _maildir_files(path):
+            yield f"{path.name}/{key}", _read_plain(file, MAX_MESSAGE_BYTES)
         return
-    with path.open("rb") as handle:
-        head = handle.read(5)
+    head = _read_plain(path, 5)
     if head == b"From ":
         mbox = mailbox.mbox(path, factory=None, create=False)
         for index, key in enumerate(mbox.keys(), start=1):
@@ -105,15 +163,17 @@ def messages_in(path: Path) -> Iterator[tuple[str, bytes]]:
         return
     if path.stat().st_size > MAX_MESSAGE_BYTES:
         raise ActionError(f"{path}: larger than {MAX_MESSAGE_BYTES // 2**20} MB")
-    yield path.name, path.read_bytes()
+    yield path.name, _read_plain(path, MAX_MESSAGE_BYTES)
 
 
 async def ingest_paths(rt: Runtime, paths: list[Path],
                        progress: Callable[[int], None] | None = None) -> IngestReport:
+    """Every message under ``paths``; all paths are checked first, so a refused one
+    means nothing was stored."""
+    for path in paths:
+        _check_path(path)
     report = IngestReport()
     for path in paths:
-        if not path.exists():
-            raise ActionError(f"{path}: no such file or folder")
         for _where, raw in messages_in(path):
             report.add(await ingest_message(rt, raw))
             if progress:

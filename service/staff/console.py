@@ -37,13 +37,21 @@ from service.recipient.pages import PAGE_HEADERS, TEMPLATES
 from service.runtime import Runtime
 from service.staff import actions
 from service.staff.actions import ActionError
-from service.staff.auth import COOKIE, RoleRequired, Sessions, StaffSession, check_login
-from service.staff.session import cookie_attributes, current_staff
+from service.staff.auth import (
+    COOKIE,
+    LoginRequired,
+    RoleRequired,
+    Sessions,
+    StaffSession,
+    check_login,
+)
+from service.staff.session import cookie_attributes, current_staff, session_of, signed_out
 from service.sync_job import sync_status
 from suppression.rights import UnknownPerson
 from suppression.store import InboxItem
 
 LOGIN_FAILURES_PER_MINUTE = 10
+MAX_TOKEN_NAME = 80
 DECISION_WORDS = {"apply": "applied", "dismiss": "dismissed", "done": "marked done"}
 _ADDRESS_SPLIT = re.compile(r"[,;\s]+")
 
@@ -117,12 +125,17 @@ async def _staff(request: Request[Any, Any, Any], runtime: Runtime, sessions: Se
 
 async def _post(request: Request[Any, Any, Any], runtime: Runtime, sessions: Sessions,
                 *roles: str) -> tuple[StaffSession, FormMultiDict]:
-    """The signed-in member and their form, after the role and CSRF checks."""
-    staff = await _staff(request, runtime, sessions, *roles)
+    """The signed-in member and their form, after the CSRF and role checks. The CSRF
+    token is checked first, against the cookie's own session: a form without it is
+    refused (403) even when that session has since been signed out (then: sign in)."""
+    found = sessions.read(request.cookies.get(COOKIE))
+    if found is None:
+        raise LoginRequired()
     form = await read_form(request)
-    if not sessions.csrf_ok(staff.nonce, _field(form, "csrf")):
+    if not sessions.csrf_ok(found[1], _field(form, "csrf")):
         raise PermissionDeniedException(
             "the form has expired or did not come from this console: reload the page")
+    staff = await _staff(request, runtime, sessions, *roles)
     return staff, form
 
 
@@ -186,7 +199,7 @@ def _ip(request: Request[Any, Any, Any]) -> str:
 @get("/staff/login", include_in_schema=False)
 async def login_page(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
                      sessions: NamedDependency[Sessions]) -> Response[Any]:
-    found = sessions.read(request.cookies.get(COOKIE))
+    found = session_of(request, sessions)
     if found is not None:
         user = await runtime.store.staff_user(found[0])
         if user is not None and user.disabled_at is None:
@@ -226,7 +239,8 @@ async def login_post(request: Request[Any, Any, Any], runtime: NamedDependency[R
 @post("/staff/logout", status_code=200, include_in_schema=False)
 async def logout(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
                  sessions: NamedDependency[Sessions]) -> Response[bytes]:
-    await _post(request, runtime, sessions)
+    staff, _ = await _post(request, runtime, sessions)
+    signed_out(request).add(staff.nonce, time.time())  # a copy of the cookie dies too
     response = _redirect("/staff/login")
     response.set_cookie(COOKIE, "", max_age=0, expires=0,
                         **cookie_attributes(runtime.settings.base_url))
@@ -486,9 +500,13 @@ async def tokens_create(request: Request[Any, Any, Any], runtime: NamedDependenc
                         sessions: NamedDependency[Sessions]) -> Html:
     staff, form = await _post(request, runtime, sessions, "admin")
     role = _field(form, "role")
+    name = _field(form, "name")
+    if len(name) > MAX_TOKEN_NAME or not name.isprintable():
+        return await _users(runtime, staff, status=422,
+                            error=f"A token name is at most {MAX_TOKEN_NAME} characters, "
+                                  "without line breaks or control characters.")
     try:
-        token_id, token = await actions.create_token(runtime, _field(form, "name"), role,
-                                                     staff.actor)
+        token_id, token = await actions.create_token(runtime, name, role, staff.actor)
     except ActionError as exc:
         return await _users(runtime, staff, status=422, error=str(exc))
     return _message(staff, f"API token #{token_id} created", [

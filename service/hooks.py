@@ -23,11 +23,13 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from litestar import Request, post, route
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 
+from service.api.openapi import ANY_JSON, FORM, problems, raw_body_operation
 from service.runtime import Runtime
 from suppression.config import ConnectorSettings
 from suppression.remote_opt_outs import record_opt_outs
@@ -74,32 +76,56 @@ def _connector(runtime: Runtime, name: str) -> ConnectorSettings:
     return found
 
 
+class HookCheck(msgspec.Struct):
+    status: str
+
+
 @route("/hooks/{connector:str}", http_method=["GET", "HEAD"], tags=["webhooks"],
-       include_in_schema=False)
+       responses=problems(404, 503, why={404: "No connector of that name"}))
 async def webhook_check(connector: FromPath[str], runtime: NamedDependency[Runtime]
-                        ) -> dict[str, str]:
+                        ) -> HookCheck:
     """Some tools (Mailchimp) check a webhook URL with a GET first: answer, change nothing."""
     _connector(runtime, connector)
-    return {"status": "ok"}
+    return HookCheck(status="ok")
 
 
-@post("/hooks/{connector:str}", tags=["webhooks"], status_code=200)
+class WebhookResult(msgspec.Struct):
+    received: int
+    """Opt-outs (unsubscribes, complaints, hard bounces) in the call."""
+    recorded: int
+    """Of those, the ones that changed something (the same event twice records once)."""
+
+
+_WEBHOOK_BODY = raw_body_operation(
+    "The tool's own webhook call: JSON (SendGrid, Mailgun, Brevo, Postmark, SES via SNS) "
+    "or a form (Mailchimp).",
+    {"application/json": ANY_JSON, "application/x-www-form-urlencoded": FORM})
+
+
+@post("/hooks/{connector:str}", tags=["webhooks"], status_code=200,
+      operation_class=_WEBHOOK_BODY, responses=problems(400, 401, 404, 413, 503, why={
+          400: "The body is not the tool's webhook format",
+          401: "A missing or bad signature (SendGrid, Mailgun), a missing or wrong URL key "
+               "(the other tools), or no webhook key configured for the connector",
+          404: "No connector of that name"}))
 async def webhook(connector: FromPath[str], request: Request[Any, Any, Any],
-                  runtime: NamedDependency[Runtime]) -> dict[str, int]:
-    """Unsubscribes, complaints and hard bounces reported by a mailing tool."""
+                  runtime: NamedDependency[Runtime], key: FromQuery[str | None] = None,
+                  ) -> WebhookResult:
+    """Unsubscribes, complaints and hard bounces reported by a mailing tool. Tools that do
+    not sign their calls carry the connector's secret in ``key``."""
     cs = _connector(runtime, connector)
-    key = os.environ.get(cs.webhook_key_env, "") if cs.webhook_key_env else ""
-    if not key:
+    secret = os.environ.get(cs.webhook_key_env, "") if cs.webhook_key_env else ""
+    if not secret:
         raise WebhookRejected(401, "this connector has no webhook key configured")
     module = module_for(cs.kind)
     body = await request.body()
     query = dict(request.query_params.items())
     if not module.SIGNED and not hmac.compare_digest(
-        query.get("key", "").encode("utf-8"), key.encode("utf-8")
+        (key or "").encode("utf-8"), secret.encode("utf-8")
     ):
         raise WebhookRejected(401, "missing or wrong key in the webhook URL")
     headers = {k.lower(): v for k, v in request.headers.items()}
-    opt_outs = module.parse_webhook(cs, key, headers, query, body, runtime.clock())
+    opt_outs = module.parse_webhook(cs, secret, headers, query, body, runtime.clock())
     signature = _body_free_signature(cs.kind, body)
     if signature is not None:
         guard: ReplayGuard = request.app.state.setdefault("webhook_replays", ReplayGuard())
@@ -109,4 +135,4 @@ async def webhook(connector: FromPath[str], request: Request[Any, Any, Any],
         lambda tx: record_opt_outs(tx, runtime.hasher, opt_outs, channel=cs.channel, now=now,
                                    mapped_topics=frozenset(cs.topic_map))
     )
-    return {"received": len(opt_outs), "recorded": recorded.recorded}
+    return WebhookResult(received=len(opt_outs), recorded=recorded.recorded)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from litestar import post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException
-from litestar.params import JSONBody
+from litestar.exceptions import HTTPException
 
 from service.api.auth import bearer_guard
+from service.api.openapi import API_ERRORS, TOPIC, StrictJSONBody, problems
 from service.runtime import Runtime
 from suppression.addresses import InvalidAddress
 from suppression.links import make_links
@@ -19,8 +21,10 @@ MAX_BATCH = 1000
 
 
 class LinksRequest(msgspec.Struct, forbid_unknown_fields=True):
-    addresses: list[str] = msgspec.field()
-    topic: str | None = None
+    addresses: Annotated[list[str], msgspec.Meta(
+        min_length=1, max_length=MAX_BATCH,
+        examples=[["jane@example.com", "Jan@Example.BE", "not an address"]])]
+    topic: Annotated[str, TOPIC] | None = None
     campaign: str | None = None
     brand: str | None = None
 
@@ -43,18 +47,23 @@ class LinksResponse(msgspec.Struct):
     links: list[LinkItem]
 
 
+def require_brand(runtime: Runtime, brand: str | None) -> None:
+    """422 (like an unknown topic) for a brand that is not configured."""
+    if brand is not None and runtime.settings.brand(brand).id != brand:
+        known = ", ".join(b.id for b in runtime.settings.brands)
+        raise HTTPException(status_code=422,
+                            detail=f"unknown brand {brand!r} (known brands: {known})")
+
+
 @post("/api/v1/links", guards=[bearer_guard], tags=["marketing"], status_code=200,
-      security=[{"bearer": []}])
+      security=[{"bearer": []}], responses=problems(*API_ERRORS))
 async def create_links(
-    data: JSONBody[LinksRequest], runtime: NamedDependency[Runtime]
+    data: StrictJSONBody[LinksRequest], runtime: NamedDependency[Runtime]
 ) -> LinksResponse:
     """Links for up to 1000 addresses (contacts are created if new). An invalid address
     gets an ``error`` instead of links; the others are still answered."""
-    if not data.addresses or len(data.addresses) > MAX_BATCH:
-        raise ClientException(f"addresses: between 1 and {MAX_BATCH} per request")
     runtime.suppressions.topic(data.topic)
-    if data.brand is not None and runtime.settings.brand(data.brand).id != data.brand:
-        raise ClientException(f"brand: unknown brand {data.brand!r}")
+    require_brand(runtime, data.brand)
     by = Actor("api", "api")
     keys: list[tuple[str, bytes] | str] = []
     for address in data.addresses:

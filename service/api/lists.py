@@ -13,13 +13,24 @@ from collections.abc import AsyncIterator
 from typing import IO, Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
-from litestar.params import FromQuery, JSONBody, QueryParameter
+from litestar.openapi.spec import Example
+from litestar.params import FromQuery, QueryParameter
 from litestar.response import Stream
 
 from service.api.auth import bearer_guard
+from service.api.links import require_brand
+from service.api.openapi import (
+    ADDRESS,
+    API_ERRORS,
+    TEXT,
+    TOPIC,
+    StrictJSONBody,
+    problems,
+    raw_body_operation,
+)
 from service.check_job import check_audience
 from service.import_job import import_contacts, import_hash_list
 from service.runtime import Runtime
@@ -31,8 +42,8 @@ SPOOL_IN_MEMORY = 8 * 1024**2
 
 
 class StatusRequest(msgspec.Struct, forbid_unknown_fields=True):
-    address: str
-    topic: str | None = None
+    address: Annotated[str, ADDRESS]
+    topic: Annotated[str, TOPIC] | None = None
 
 
 class StatusResponse(msgspec.Struct):
@@ -42,8 +53,8 @@ class StatusResponse(msgspec.Struct):
 
 
 @post("/api/v1/status", guards=[bearer_guard], tags=["marketing"], status_code=200,
-      security=[{"bearer": []}])
-async def status(data: JSONBody[StatusRequest], runtime: NamedDependency[Runtime]
+      security=[{"bearer": []}], responses=problems(*API_ERRORS))
+async def status(data: StrictJSONBody[StatusRequest], runtime: NamedDependency[Runtime]
                  ) -> StatusResponse:
     """May this address receive this topic now, and if not, why not (stable reason codes)."""
     runtime.suppressions.topic(data.topic)
@@ -53,6 +64,15 @@ async def status(data: JSONBody[StatusRequest], runtime: NamedDependency[Runtime
         return StatusResponse(data.address.strip()[:320], False, ["invalid_address"])
     decision = await runtime.suppressions.status(normal, data.topic)
     return StatusResponse(normal, decision.sendable, list(decision.reasons))
+
+
+def _only_query(request: Request[Any, Any, Any], *known: str) -> None:
+    """400 for a parameter this operation does not take: a typo such as ``dryrun=true``
+    must not run a real import."""
+    unknown = sorted(set(request.query_params) - set(known))
+    if unknown:
+        raise ClientException(f"unknown query parameter {unknown[0]!r}; this operation takes "
+                              f"{', '.join(known)}")
 
 
 async def _spool(request: Request[Any, Any, Any]) -> IO[bytes]:
@@ -66,18 +86,42 @@ async def _spool(request: Request[Any, Any, Any]) -> IO[bytes]:
     return spooled
 
 
+class ImportResult(msgspec.Struct):
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    blocked_by_suppression: int
+    duplicates: int
+    rejected: int
+    dry_run: bool
+    rejects_csv: list[str]
+    """The rejects file: a header line, then line number, reason and the row."""
+    rejects_truncated: bool
+
+
+_IMPORT_BODY = raw_body_operation(
+    "The contact list: CSV with a header line (`;`, `,` or tab; UTF-8 with or without "
+    "BOM); with format=md5|sha256, one hex digest per line.",
+    {"text/csv": TEXT, "text/plain": TEXT})
+_CHECK_BODY = raw_body_operation(
+    "The audience: CSV with a header line naming the address column.", {"text/csv": TEXT})
+
+
 @post("/api/v1/imports", guards=[bearer_guard], tags=["marketing"], status_code=200,
-      security=[{"bearer": []}], request_max_body_size=MAX_UPLOAD)
+      security=[{"bearer": []}], request_max_body_size=MAX_UPLOAD,
+      operation_class=_IMPORT_BODY, responses=problems(*API_ERRORS))
 async def create_import(
     request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
     source: FromQuery[str | None] = None,
     file_format: Annotated[Literal["csv", "md5", "sha256"], QueryParameter(name="format")]
     = "csv",
     dry_run: FromQuery[bool] = False, name: FromQuery[str] = "upload",
-) -> Response[dict[str, Any]]:
+) -> ImportResult:
     """Import a contact list (CSV body) or a hashed suppression list (one hex digest per
     line, ``file_format=md5|sha256``). Answers the counts and up to 1000 rejected rows
     with their line numbers and reasons. Never lifts an opt-out."""
+    _only_query(request, "source", "format", "dry_run", "name")
     body = await _spool(request)
     rejects = tempfile.SpooledTemporaryFile(  # noqa: SIM115
         max_size=SPOOL_IN_MEMORY, mode="w+", encoding="utf-8", newline="")
@@ -96,15 +140,16 @@ async def create_import(
     finally:
         body.close()
         rejects.close()
-    return Response({**counts.as_json(), "dry_run": dry_run,
-                     "rejects_csv": lines[:1001], "rejects_truncated": len(lines) > 1001})
+    return ImportResult(**counts.as_json(), dry_run=dry_run, rejects_csv=lines[:1001],
+                        rejects_truncated=len(lines) > 1001)
 
 
 @post("/api/v1/checks", guards=[bearer_guard], tags=["marketing"], status_code=200,
       security=[{"bearer": []}], request_max_body_size=MAX_UPLOAD,
-      media_type="text/csv")
+      media_type="text/csv", operation_class=_CHECK_BODY, responses=problems(*API_ERRORS))
 async def create_check(
-    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], topic: FromQuery[str],
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime],
+    topic: Annotated[str, QueryParameter(examples=[Example(value="newsletter")])],
     campaign: FromQuery[str | None] = None, brand: FromQuery[str | None] = None,
     result: FromQuery[Literal["sendable", "excluded"]] = "sendable",
 ) -> Stream:
@@ -112,9 +157,9 @@ async def create_check(
     columns + links and List-Unsubscribe headers) or, with ``result=excluded``, the
     excluded rows with their reasons. The counts per reason are in the
     ``X-Mailprefs-Summary`` header (JSON)."""
+    _only_query(request, "topic", "campaign", "brand", "result")
     runtime.suppressions.topic(topic)
-    if brand is not None and runtime.settings.brand(brand).id != brand:
-        raise ClientException(f"unknown brand {brand!r}")
+    require_brand(runtime, brand)
     body = await _spool(request)
     outputs = {name: tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # noqa: SIM115
                for name in ("sendable", "excluded")}

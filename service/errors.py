@@ -87,7 +87,7 @@ def _handle(
     if isinstance(exc, LoginRequired) and path.startswith("/staff"):
         # A console page without a session: to the login page (no JavaScript needed).
         return Response(b"", status_code=303, headers={"Location": "/staff/login"})
-    for render in renderers:
+    for render in renderers if not _sent_json(request) else ():
         page = render(request, status, title, exc)
         if page is not None:
             return page
@@ -98,6 +98,12 @@ def _handle(
     if isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+def _sent_json(request: Request[Any, Any, Any]) -> bool:
+    """A client that sent JSON (POST /subscribe as JSON) reads problem JSON, not a page."""
+    content_type = request.headers.get("content-type", "")
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 def exception_handlers(

@@ -91,6 +91,14 @@ class Subscribed(_Event, frozen=True, kw_only=True):
     consent_text: str | None = None
 
 
+class SubscriptionRemoved(_Event, frozen=True, kw_only=True):
+    """The contact has no subscription row for the topic any more (an undo gives back
+    "no choice made", e.g. a customer in an opt-out country who never subscribed)."""
+
+    contact_id: int
+    topic: str
+
+
 class Confirmed(_Event, frozen=True, kw_only=True):
     contact_id: int
     topics: tuple[str, ...]
@@ -185,6 +193,7 @@ Event = (
     ContactAdded
     | ContactUpdated
     | Subscribed
+    | SubscriptionRemoved
     | Confirmed
     | Unsubscribed
     | Suppressed

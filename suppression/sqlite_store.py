@@ -43,6 +43,7 @@ from suppression.ledger import (
     PreferencesChanged,
     StoredEvent,
     Subscribed,
+    SubscriptionRemoved,
     Suppressed,
     SuppressionLifted,
     Unsubscribed,
@@ -335,6 +336,9 @@ class _SqliteTx(StaffTx):
                     "since = excluded.since, event_seq = excluded.event_seq",
                     (event.contact_id, event.topic, event.status, event.basis, at, seq),
                 )
+            case SubscriptionRemoved():
+                c.execute("DELETE FROM subscriptions WHERE contact_id = ? AND topic = ?",
+                          (event.contact_id, event.topic))
             case Confirmed():
                 for topic in event.topics:
                     c.execute(

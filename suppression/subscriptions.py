@@ -18,6 +18,7 @@ from suppression.ledger import (
     Evidence,
     PreferencesChanged,
     Subscribed,
+    SubscriptionRemoved,
     SuppressionLifted,
     Unsubscribed,
 )
@@ -70,17 +71,19 @@ def unsubscribe(tx: Tx, contact_id: int, topic: str | None, who: Who) -> Unsubsc
         s.scope == scope and s.reason == "unsubscribe" for s in existing
     ):
         return UnsubscribeResult(changed=False)
-    ended = [
-        s for s in tx.subscriptions(contact_id)
-        if s.status != "unsubscribed" and (topic is None or s.topic == topic)
-    ]
+    rows = tx.subscriptions(contact_id)
+    ended = [s for s in rows if s.status != "unsubscribed" and (topic is None or s.topic == topic)]
     seq = tx.append(
         Unsubscribed(at=who.at, channel=who.channel, actor=who.actor, contact_id=contact_id,
                      addr_hash=contact.addr_hash.hex(), topic=topic),
         who.evidence,
     )
-    previous = ",".join(f"{s.topic}={s.status}:{s.basis}" for s in ended)
-    return UnsubscribeResult(changed=True, seq=seq, previous=previous)
+    previous = [f"{s.topic}={s.status}:{s.basis}" for s in ended]
+    if topic is not None and not any(s.topic == topic for s in rows):
+        # No choice was recorded for this topic (the rules decided, e.g. a customer in
+        # an opt-out country): an undo must give back exactly that, not a row.
+        previous.append(f"{topic}=none:")
+    return UnsubscribeResult(changed=True, seq=seq, previous=",".join(previous))
 
 
 def undo_unsubscribe(
@@ -104,7 +107,10 @@ def undo_unsubscribe(
     for item in filter(None, previous.split(",")):
         name, _, state = item.partition("=")
         status, _, basis = state.partition(":")
-        if status in ("subscribed", "pending") and basis in (
+        if status == "none" and name == topic:
+            tx.append(SubscriptionRemoved(at=who.at, channel=who.channel, actor=who.actor,
+                                          contact_id=contact_id, topic=name), who.evidence)
+        elif status in ("subscribed", "pending") and basis in (
             "consent", "soft_opt_in", "legitimate_interest", "implied"
         ):
             tx.append(

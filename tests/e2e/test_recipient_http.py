@@ -79,12 +79,13 @@ def test_unsubscribe_page_then_undo(server: Server) -> None:
     assert server.ledger_length() == 2
     restored = httpx.post(url + "/undo", data={"undo": undo})
     assert restored.status_code == 200 and "Welcome back" in restored.text
-    assert server.ledger_length() == 3
+    # The opt-out lifted, and the topic back to "no choice made" (it had no row before).
+    assert server.ledger_length() == 4
     status = server.cli("suppression", "show", "undo@example.com", "--json")
     assert status.stdout.strip() == "[]"
     again = httpx.post(url + "/undo", data={"undo": undo})  # replaying changes nothing
     assert again.status_code == 200
-    assert server.ledger_length() == 3
+    assert server.ledger_length() == 4
 
 
 @pytest.mark.parametrize("mangle", [

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from litestar import Litestar, MediaType, Response, get
-from litestar.datastructures import State
+from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import StoplightRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromPath
+from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
+from litestar.types import Message, Scope
 
 from service.api.auth import ApiTokens
 from service.api.links import create_links
@@ -83,6 +85,26 @@ RECIPIENT_ROUTES = [
 ]
 
 
+def complete_allow_header() -> Callable[[Message, Scope], Awaitable[None]]:
+    """OPTIONS on a path served by several handlers (GET page + POST form) lists every
+    method, not only the handler Litestar picked (Litestar 2 lists one handler's)."""
+    methods: dict[str, str] = {}
+
+    async def before_send(message: Message, scope: Scope) -> None:
+        if (message["type"] != "http.response.start" or scope.get("method") != "OPTIONS"
+                or message["status"] != 204):
+            return
+        if not methods:
+            methods.update({route.path_format: ", ".join(sorted(route.methods))
+                            for route in scope["litestar_app"].routes
+                            if isinstance(route, HTTPRoute)})
+        allow = methods.get(str(scope.get("path_template", "")))
+        if allow:
+            MutableScopeHeaders.from_message(message)["Allow"] = allow
+
+    return before_send
+
+
 def create_app(
     settings: Settings, store: Store | None = None, clock: Clock | None = None
 ) -> Litestar:
@@ -129,7 +151,7 @@ def create_app(
         },
         middleware=[metrics_middleware(metrics)],
         exception_handlers=exception_handlers([pages.error_page]),  # type: ignore[arg-type]
-        before_send=[security_headers(settings.base_url)],
+        before_send=[security_headers(settings.base_url), complete_allow_header()],
         logging_config=logging_config(),  # MAILPREFS_LOG_LEVEL; no addresses in logs
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,

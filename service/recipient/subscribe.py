@@ -7,15 +7,17 @@ mail goes out after the response (so timing does not tell either)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, post, route
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
+from service.api.openapi import problems, raw_body_operation, struct_schema
 from service.recipient.common import read_form, who
 from service.recipient.mails import send_confirmation, send_manage_link
 from service.recipient.pages import Pages
@@ -127,7 +129,24 @@ async def subscribe_page(
 COUNTRIES = ("BE", "NL", "LU", "FR", "DE", "ES", "IT", "GB", "US", "CA", "AU")
 
 
-@post("/subscribe", status_code=200, tags=["recipient"], summary="Subscribe (double opt-in)")
+class CheckInbox(msgspec.Struct):
+    status: Literal["check_inbox"]
+
+
+_SUBSCRIBE_BODY = raw_body_operation(
+    "JSON; the sign-up page posts the same fields form-encoded (and gets pages back)",
+    {"application/json": struct_schema(SubscribeRequest),
+     "application/x-www-form-urlencoded": struct_schema(SubscribeRequest)},
+    html={200: "A form post: the 'check your inbox' page",
+          400: "A form post: the page naming the problem",
+          429: "A form post: the 'try again later' page"})
+
+
+@post("/subscribe", status_code=202, tags=["recipient"], summary="Subscribe (double opt-in)",
+      operation_class=_SUBSCRIBE_BODY, responses={
+          202: ResponseSpec(CheckInbox, description="A confirmation mail is on its way (the "
+                            "same answer whether or not the address is known)"),
+          **problems(400, 413, 429, 503)})
 async def subscribe_post(
     request: Request[Any, Any, Any], web: NamedDependency[Web]
 ) -> Response[Any]:

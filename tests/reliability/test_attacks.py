@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -683,6 +684,21 @@ def test_manage_refuses_injection_and_writes_nothing(target: Target) -> None:
             for form in ({"address": value}, {"address": "someone@example.org", "brand": value}):
                 answer = httpx.post(target.url("/manage"), data=form)
                 assert answer.status_code == 400, (form, answer.status_code)
+
+
+def test_preference_form_and_renew_refuse_injection_and_write_nothing(
+        target: Target) -> None:
+    url = target.server.links("inject.prefs@example.org")["preferences_url"]
+    csrf = hidden(httpx.get(url).text, "csrf")
+    confirm = target.tokens.sign(Purpose.CONFIRM, TokenPayload(
+        target.contact_id("inject.prefs@example.org"), extra="events"))
+    with writes_nothing(target.server):
+        for value in INJECTIONS:
+            for field in ("language", "pause_until"):
+                answer = httpx.post(url, data={"csrf": csrf, "action": "save", field: value})
+                assert answer.status_code == 400, (field, value, answer.status_code)
+            renew = httpx.post(target.url(f"/renew/{quote(value, safe='')}/{confirm}"))
+            assert renew.status_code in (400, 404), (value, renew.status_code)
 
 
 def test_marketing_api_refuses_injection_and_writes_nothing(target: Target) -> None:

@@ -70,7 +70,7 @@ async def sync_forever(rt: Runtime) -> None:
             for name, report in reports.items():
                 if report.error:
                     log.warning("sync %s: %s", name, report.error)
-                else:
+                elif report.pushed or report.pulled or report.rejected:
                     log.info("sync %s: pushed %d, pulled %d, rejected %d", name,
                              report.pushed, report.pulled, report.rejected)
         await asyncio.sleep(interval)

@@ -72,7 +72,8 @@ class RectifyBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class TokenBody(msgspec.Struct, forbid_unknown_fields=True):
     role: Literal["admin", "privacy", "marketing"]
-    name: str = ""
+    name: Annotated[str, msgspec.Meta(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
+    """What the token is for (one line)."""
 
 
 class CreatedToken(msgspec.Struct):

@@ -50,6 +50,11 @@ def test_roles_decide_who_may_do_what(staffed: tuple[Server, dict[str, str]]) ->
     made = httpx.post(f"{server.url}/api/v1/staff/tokens", json={"role": "marketing"},
                       headers=bearer(tokens["privacy"]))
     assert made.status_code == 403
+    length = server.ledger_length()
+    injected = httpx.post(f"{server.url}/api/v1/staff/tokens",
+                          json={"role": "marketing", "name": "x\r\nrole: admin"},
+                          headers=bearer(tokens["admin"]))
+    assert injected.status_code == 400 and server.ledger_length() == length
     made = httpx.post(f"{server.url}/api/v1/staff/tokens",
                       json={"role": "marketing", "name": "newsletter tool"},
                       headers=bearer(tokens["admin"]))

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import resource
 import subprocess
 import sys
@@ -22,32 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from contact_lists import write_contacts
+
 MAILPREFS = str(Path(sys.executable).with_name("mailprefs"))
-COUNTRIES = ["BE", "NL", "FR", "DE", "LU", "GB", "US", "CA", "ES", "IT", ""]
-KINDS = ["person", "person", "b2b_named", "b2b_generic", ""]
-DOMAINS = ["example.com", "example.be", "mail.example.nl", "example.fr", "corp.example.de"]
-
-
-def generate(path: Path, rows: int, seed: int = 7) -> None:
-    rng = random.Random(seed)
-    with path.open("w", encoding="utf-8", newline="") as out:
-        out.write("email;name;country;kind;consent_at;consent_text;last_purchase_at\n")
-        for i in range(rows):
-            if rng.random() < 0.005:
-                address = f"broken{i}@@example.com"
-            elif rng.random() < 0.005 and i > 0:
-                address = f"User{i - 1}@Example.com"
-            else:
-                tag = f"+{rng.randrange(100)}" if rng.random() < 0.1 else ""
-                address = f"User{i}{tag}@{rng.choice(DOMAINS)}"
-                if rng.random() < 0.3:
-                    address = address.upper()
-            consent = (f"2025-0{rng.randrange(1, 10)}-1{rng.randrange(10)}", "v2") \
-                if rng.random() < 0.4 else ("", "")
-            purchase = f"2026-0{rng.randrange(1, 10)}-0{rng.randrange(1, 10)}" \
-                if rng.random() < 0.2 else ""
-            out.write(f"{address};Person {i};{rng.choice(COUNTRIES)};{rng.choice(KINDS)};"
-                      f"{consent[0]};{consent[1]};{purchase}\n")
 
 
 def run(config: Path, data: Path) -> tuple[float, dict[str, object]]:
@@ -70,7 +46,7 @@ def main() -> None:
         config.write_text('[storage]\ndatabase = "bench.db"\n[secrets]\nkey_file = "bench.key"\n')
         data = base / "contacts.csv"
         started = time.perf_counter()
-        generate(data, args.rows)
+        write_contacts(data, args.rows)
         print(f"generated {args.rows:,} rows ({data.stat().st_size / 1e6:.0f} MB) "
               f"in {time.perf_counter() - started:.1f} s")
         first = 0.0

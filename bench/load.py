@@ -60,6 +60,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+from contact_lists import write_contacts
 
 MAILPREFS = str(Path(sys.executable).with_name("mailprefs"))
 API_TOKEN = "bench-load-token-0123456789abcdef"
@@ -180,33 +181,6 @@ async def prepare(config: Path, one_click: int, warm: int, prefs: int) -> Prepar
         return Prepared(oc[warm:], oc[:warm], pr, addresses)
     finally:
         await rt.close()
-
-
-def write_import_file(path: Path, rows: int, seed: int = 11) -> None:
-    """Like bench/import.py: mixed case, plus-tags, countries, kinds, consent columns,
-    0.5% invalid rows and 0.5% duplicates; addresses unknown to the database."""
-    rng = random.Random(seed)
-    countries = ["BE", "NL", "FR", "DE", "LU", "GB", "US", "CA", "ES", "IT", ""]
-    kinds = ["person", "person", "b2b_named", "b2b_generic", ""]
-    domains = ["example.com", "example.be", "mail.example.nl", "example.fr", "corp.example.de"]
-    with path.open("w", encoding="utf-8", newline="") as out:
-        out.write("email;name;country;kind;consent_at;consent_text;last_purchase_at\n")
-        for i in range(rows):
-            if rng.random() < 0.005:
-                address = f"broken{i}@@example.com"
-            elif rng.random() < 0.005 and i > 0:
-                address = f"Import{i - 1}@Example.com"
-            else:
-                tag = f"+{rng.randrange(100)}" if rng.random() < 0.1 else ""
-                address = f"Import{i}{tag}@{rng.choice(domains)}"
-                if rng.random() < 0.3:
-                    address = address.upper()
-            consent = (f"2025-0{rng.randrange(1, 10)}-1{rng.randrange(10)}", "v2") \
-                if rng.random() < 0.4 else ("", "")
-            purchase = f"2026-0{rng.randrange(1, 10)}-0{rng.randrange(1, 10)}" \
-                if rng.random() < 0.2 else ""
-            out.write(f"{address};Person {i};{rng.choice(countries)};{rng.choice(kinds)};"
-                      f"{consent[0]};{consent[1]};{purchase}\n")
 
 
 # the load client (one or more worker processes) ---------------------------------
@@ -713,7 +687,7 @@ async def store_probe(args: argparse.Namespace) -> None:
         count = math.ceil(args.one_click_rate * (args.seconds + 60)) + 100
         prepared = await prepare(config, 0, count, 0)  # contacts only; links unused
         data = folder / "contacts.csv"
-        write_import_file(data, args.import_rows)
+        write_contacts(data, args.import_rows, seed=11, prefix="Import")
         rt = build_runtime(load_settings(config))
         await rt.open()
         rng = random.Random(args.seed)
@@ -847,7 +821,7 @@ def main() -> None:
             started = time.perf_counter()
             prepared = asyncio.run(prepare(config, one_click_count, warm_count, prefs_count))
             data = folder / "contacts.csv"
-            write_import_file(data, args.import_rows)
+            write_contacts(data, args.import_rows, seed=11, prefix="Import")
             print(f"prepared {len(prepared.addresses):,} contacts with links and a "
                   f"{data.stat().st_size / 1e6:.0f} MB import file in "
                   f"{time.perf_counter() - started:.1f} s")

@@ -48,8 +48,6 @@ class Acknowledgement:
 
     address: str
     language: str | None
-    what: str
-    """'unsubscribed'."""
 
 
 @dataclass
@@ -128,8 +126,7 @@ def _apply(tx: Tx, c: Classification, addresses: list[str], hasher: AddressHashe
                                     "person", "mailbox")
         if unsubscribe(tx, contact.id, None, who).changed:
             result.events += 1
-        result.acknowledgements.append(Acknowledgement(normal, c.language or contact.language,
-                                                       "unsubscribed"))
+        result.acknowledgements.append(Acknowledgement(normal, c.language or contact.language))
         return "applied", "unsubscribed from everything"
     return "queued", ""
 
@@ -146,8 +143,7 @@ def _mailto(tx: Tx, c: Classification, tokens: Tokens, now: datetime, evidence: 
     who = Who(channel="mailto", actor="recipient", evidence=evidence, at=now)
     if unsubscribe(tx, contact.id, payload.topic, who).changed:
         result.events += 1
-    result.acknowledgements.append(Acknowledgement(contact.address, contact.language,
-                                                   "unsubscribed"))
+    result.acknowledgements.append(Acknowledgement(contact.address, contact.language))
     return "applied", "unsubscribed" + (f" from {payload.topic}" if payload.topic else "")
 
 

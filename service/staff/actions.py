@@ -53,7 +53,6 @@ class IngestReport:
     duplicates: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
 
     def add(self, result: Ingested) -> None:
         self.read += 1
@@ -66,7 +65,7 @@ class IngestReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"read": self.read, "stored": self.stored, "duplicates": self.duplicates,
-                "by_state": self.by_state, "by_kind": self.by_kind, "problems": self.problems}
+                "by_state": self.by_state, "by_kind": self.by_kind}
 
 
 async def ingest_message(rt: Runtime, raw: bytes) -> Ingested:

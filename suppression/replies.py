@@ -45,12 +45,13 @@ import msgspec
 
 from suppression.addresses import InvalidAddress, normalise
 
-__all__ = ["Classification", "Kind", "classify", "due_date"]
+__all__ = ["BounceCause", "Classification", "Kind", "RecipientFailure", "classify", "due_date"]
 
 Kind = Literal[
     "mailto_unsubscribe",
     "auto_reply",
     "bounce",
+    "complaint",
     "unsubscribe",
     "rights_access",
     "rights_rectify",
@@ -58,6 +59,25 @@ Kind = Literal[
     "rights_object",
     "other",
 ]
+
+
+BounceCause = Literal[
+    # hard: the address itself fails (suppressed at once)
+    "no_such_user", "unknown_domain", "mailbox_disabled", "bad_address",
+    # soft: the address is fine, this message was refused or delayed (counted)
+    "mailbox_full", "message_too_big", "policy", "spam", "reputation", "authentication",
+    "blocked", "temporary", "network", "unknown",
+]
+
+
+class RecipientFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """One failed recipient of a bounce: hard (``permanent``) when the address itself
+    fails, soft when only this message was refused or delayed."""
+
+    address: str
+    permanent: bool
+    status: str | None
+    cause: BounceCause
 
 
 class Classification(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +95,8 @@ class Classification(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     received_at: str | None
     reasons: tuple[str, ...]
+    failures: tuple[RecipientFailure, ...] = ()
+    """kind "bounce": each failed recipient with its own verdict and cause."""
 
 
 # --- limits ----------------------------------------------------------------------------

@@ -20,8 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suppression import replies
-from suppression.replies import Classification, classify, due_date
+from suppression.replies import Classification, classify, due_date, mime
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"
 EXPECTED: dict[str, dict[str, object]] = tomllib.loads((MAIL / "expected.toml").read_text())
@@ -190,13 +189,13 @@ def test_new_text_comes_before_the_quote() -> None:
 
 def test_25_mb_attachment_is_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
     decoded: list[str] = []
-    original = replies._payload_bytes
+    original = mime.payload_bytes
 
     def spy(part: Message) -> bytes:
         decoded.append(part.get_content_type())
         return original(part)
 
-    monkeypatch.setattr(replies, "_payload_bytes", spy)
+    monkeypatch.setattr(mime, "payload_bytes", spy)
     # 25 MB of base64 is cheap to build from one repeated line.
     line = base64.b64encode(bytes(range(57))) + b"\r\n"
     attachment = line * (25 * 1024 * 1024 // len(line))

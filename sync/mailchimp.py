@@ -38,6 +38,17 @@ How mailprefs maps onto that:
 - Pulls read ``unsubscribed`` members (an ``unsubscribe_reason`` mentioning abuse is a
   spam complaint) and ``cleaned`` members (Mailchimp cleans an address after a hard
   bounce, or after repeated soft bounces it then treats as permanent) of each audience.
+  The other member statuses (``subscribed``, ``pending``, ``transactional``,
+  ``archived``) are never asked for and never an opt-out: ``archived`` is the account
+  putting a contact aside, not the person leaving
+  (https://mailchimp.com/developer/marketing/api/list-members/).
+- Webhooks (form-encoded, https://mailchimp.com/developer/marketing/guides/sync-audience-data-webhooks/
+  and https://developer.mailchimp.com/documentation/mailchimp/guides/about-webhooks/):
+  an ``unsubscribe`` with ``data[action]=unsub`` is the person's unsubscribe; with
+  ``data[action]=delete`` (or ``archive``) an admin deleted or archived the member,
+  which says nothing about the person's wish and is not recorded; ``data[reason]=abuse``
+  (on any action) is a spam complaint. ``cleaned`` is a hard bounce (``hard``) or a
+  complaint (``abuse``).
 """
 
 from __future__ import annotations
@@ -415,6 +426,9 @@ def _template(path: str) -> str:
 
 # webhooks --------------------------------------------------------------------------
 _FIRED_AT = "%Y-%m-%d %H:%M:%S"
+_NOT_THE_PERSONS = frozenset({"delete", "archive"})
+"""``data[action]`` of an ``unsubscribe`` webhook sent because an admin deleted or
+archived the member (``unsub`` is the person's own unsubscribe)."""
 
 
 def parse_webhook(
@@ -427,10 +441,13 @@ def parse_webhook(
 ) -> list[RemoteOptOut]:
     """Opt-outs in one Mailchimp webhook call (form-encoded ``type=...&data[...]=...``).
 
-    ``unsubscribe`` is an unsubscribe (``data[reason]=abuse``: a spam complaint);
-    ``cleaned`` with ``data[reason]=hard`` a hard bounce, with ``abuse`` a complaint.
-    Other event types (subscribe, profile, upemail, campaign) give nothing. Mailchimp
-    does not sign its calls: the /hooks endpoint checked the URL's key already."""
+    ``unsubscribe``: ``data[reason]=abuse`` is a spam complaint whatever the action;
+    otherwise ``data[action]=delete`` or ``archive`` (an admin removed the member, with
+    ``data[reason]=manual``) gives nothing, and any other action (``unsub``, or none:
+    Mailchimp has been seen leaving it out) is the person's unsubscribe. ``cleaned``
+    with ``data[reason]=hard`` is a hard bounce, with ``abuse`` a complaint. Other event
+    types (subscribe, profile, upemail, campaign) give nothing. Mailchimp does not sign
+    its calls: the /hooks endpoint checked the URL's key already."""
     content_type = headers.get("content-type", "").lower()
     if content_type and "application/x-www-form-urlencoded" not in content_type:
         raise WebhookRejected(400, "Mailchimp webhooks are form-encoded")
@@ -451,10 +468,16 @@ def parse_webhook(
     address, audience = fields.get("data[email]", ""), fields.get("data[list_id]", "")
     if "@" not in address or not audience:
         raise WebhookRejected(400, f"a {event} webhook has data[email] and data[list_id]")
-    reason = fields.get("data[reason]", "")
+    reason = fields.get("data[reason]", "").strip().lower()
+    action = fields.get("data[action]", "").strip().lower()
     kind: OptOutKind
     if event == "unsubscribe":
-        kind = "complaint" if reason == "abuse" else "unsubscribe"
+        if reason == "abuse":
+            kind = "complaint"  # a spam report: complaints are never lifted
+        elif action in _NOT_THE_PERSONS:
+            return []  # the account deleted or archived the member: not an opt-out
+        else:
+            kind = "unsubscribe"
     elif reason == "hard":
         kind = "hard_bounce"
     elif reason == "abuse":

@@ -370,6 +370,31 @@ async def test_topic_audiences_map_both_ways(
                                         for s in ("unsubscribed", "cleaned")}
 
 
+async def test_archived_members_are_not_opt_outs_and_cleaned_ones_are_hard_bounces(
+    asgi: tuple[MailchimpEmulator, MailchimpConnector], clock: FakeClock,
+) -> None:
+    tool, connector = asgi
+    tool.add_member("archived@inbox.be", status="archived")  # the account put it aside
+    tool.add_member("pending@inbox.be", status="pending")
+    tool.add_member("transactional@inbox.be", status="transactional")
+    tool.tool_opt_out("dead@inbox.be", "bounce")  # Mailchimp cleans it
+    tool.tool_opt_out("left@inbox.be", "unsubscribe")
+    clock.advance(600)
+    pages, _ = await pull_all(connector, "", later(clock))
+    assert {(o.address, o.kind) for o in opt_outs(pages)} == {
+        ("dead@inbox.be", "hard_bounce"), ("left@inbox.be", "unsubscribe")}
+    # Only the statuses that are opt-outs are ever asked for.
+    assert {p["stream"] for p in _streams(pages)} == {"unsubscribed", "cleaned"}
+    member = {"email_address": "x@inbox.be", "status": "archived",
+              "last_changed": "2024-05-01T10:00:00+00:00"}
+    assert connector._opt_out(MAIN, member) is None
+
+
+def _streams(pages: Sequence[PullPage]) -> list[dict[str, str]]:
+    keys = json.loads(pages[-1].position)["streams"]
+    return [{"audience": k.split("/")[0], "stream": k.split("/")[1]} for k in keys]
+
+
 # with the engine ---------------------------------------------------------------------
 async def test_a_sync_run_pushes_our_opt_outs_and_records_the_tools_own(
     runtime: Runtime, clock: FakeClock,
@@ -462,6 +487,51 @@ def test_webhook_unsubscribes_complaints_and_hard_bounces() -> None:
     assert [o.kind for o in hook(event("cleaned", "abuse"))] == ["complaint"]
     [topic] = hook(event("unsubscribe", "manual", list_id=NEWS))
     assert topic.topic == "newsletter"
+
+
+def documented(action: str, reason: str, **extra: str) -> bytes:
+    """An ``unsubscribe`` call as Mailchimp sends it, field by field and in its order
+    (https://mailchimp.com/developer/marketing/guides/sync-audience-data-webhooks/)."""
+    fields = [("type", "unsubscribe"), ("fired_at", "2009-03-26 21:40:57"),
+              ("data[action]", action), ("data[reason]", reason),
+              ("data[id]", "8a25ff1d98"), ("data[list_id]", MAIN),
+              ("data[email]", "api+unsub@mailchimp.com"), ("data[email_type]", "html"),
+              ("data[merges][EMAIL]", "api+unsub@mailchimp.com"),
+              ("data[merges][FNAME]", "Mailchimp"), ("data[merges][LNAME]", "API"),
+              ("data[merges][INTERESTS]", "Group1,Group2"), ("data[ip_opt]", "10.20.10.30"),
+              *extra.items()]
+    return urlencode(fields).encode()
+
+
+def documented_hook(body: bytes) -> list[RemoteOptOut]:
+    return parse_webhook(settings(""), "secret",
+                         {"content-type": "application/x-www-form-urlencoded"},
+                         {"key": "secret"}, body, 1_700_000_000.0)
+
+
+def test_webhook_an_admins_delete_or_archive_is_not_the_persons_unsubscribe() -> None:
+    # The person's own unsubscribe (from a campaign): recorded as today.
+    [unsub] = documented_hook(documented("unsub", "manual",
+                                         **{"data[campaign_id]": "cb398d21d2"}))
+    assert (unsub.address, unsub.kind, unsub.topic) == ("api+unsub@mailchimp.com",
+                                                        "unsubscribe", None)
+    assert unsub.record["data[action]"] == "unsub"
+    # An admin deleted or archived the member: Mailchimp sends an "unsubscribe" with
+    # data[action]=delete|archive and data[reason]=manual. Nothing is recorded.
+    assert documented_hook(documented("delete", "manual")) == []
+    assert documented_hook(documented("archive", "manual")) == []
+    assert documented_hook(documented("DELETE", "Manual")) == []
+    # A spam report is a complaint, whatever the action says.
+    assert [o.kind for o in documented_hook(documented("unsub", "abuse"))] == ["complaint"]
+    assert [o.kind for o in documented_hook(documented("delete", "abuse"))] == ["complaint"]
+    # No action at all (Mailchimp has been seen leaving it out): when in doubt, an
+    # unsubscribe.
+    no_action = urlencode([(k, v) for k, v in
+                           [("type", "unsubscribe"), ("fired_at", "2009-03-26 21:40:57"),
+                            ("data[reason]", "manual"), ("data[id]", "8a25ff1d98"),
+                            ("data[list_id]", MAIN), ("data[email]", "who@inbox.be"),
+                            ("data[email_type]", "html")]]).encode()
+    assert [o.kind for o in documented_hook(no_action)] == ["unsubscribe"]
 
 
 def test_webhook_ignores_events_that_are_not_opt_outs() -> None:

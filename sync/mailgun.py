@@ -25,6 +25,20 @@ late arrivals and skips what it returned before.
 
 Webhooks: Mailgun signs each call (HMAC-SHA256 of timestamp + token with the
 webhook signing key, in the JSON body); :func:`parse_webhook` checks it.
+
+Unsubscribes and their scope. An ``unsubscribed`` event carries the message's
+``tags``, but it does not say which link was clicked: ``%unsubscribe_url%`` leaves
+everything from the domain, ``%tag_unsubscribe_url%`` only the message's tags
+(https://documentation.mailgun.com/docs/mailgun/user-manual/tracking-messages), and an
+"unsubscribe from all" click in a tagged message reports those tags too. When in doubt
+we do not send, so an unsubscribe is recorded as the WIDER scope (everything) unless
+Mailgun's unsubscribe record proves the narrower one: the pull looks the address up
+(``GET /v3/{domain}/unsubscribes/{address}``, whose ``tags`` are "any tags present on
+the message the user clicked Unsubscribe on", ``*`` meaning all mail from the domain:
+https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/unsubscribe/get-v3--domainid--unsubscribes--address-)
+and records topic opt-outs only when that record has no ``*``, lists the event's tags,
+and every one of them maps to a topic (``topic_map``). No record, a ``*``, a tag we do
+not map, or a webhook (which has no record to look at): an opt-out from everything.
 """
 
 from __future__ import annotations
@@ -124,10 +138,10 @@ class MailgunConnector(HttpConnector):
         if item.action == "suppress":
             if item.reason == "complaint":
                 return "suppress", "complaints", ""
-            if item.reason == "hard_bounce":
+            if item.reason in ("hard_bounce", "soft_bounce"):
                 return "suppress", "bounces", ""
             return "suppress", "unsubscribes", self.tool_topic(item) or "*"
-        if item.reason in ("complaint", "hard_bounce"):
+        if item.reason in ("complaint", "hard_bounce", "soft_bounce"):
             return None  # never lifted
         tag = self.tool_topic(item)
         if item.topic is not None and tag is None:
@@ -211,6 +225,7 @@ class MailgunConnector(HttpConnector):
             if not items:
                 break
             opt_outs: list[RemoteOptOut] = []
+            records: dict[str, list[str] | None] = {}
             for event in items:
                 ts = _timestamp(event)
                 if ts is None or ts > until_s or (cursor.t is not None and ts < cursor.t):
@@ -218,7 +233,10 @@ class MailgunConnector(HttpConnector):
                 event_id = _event_id(event)
                 if event_id in cursor.seen:
                     continue
-                found = opt_outs_of(event, self._tag_topic)
+                proof: list[str] | None = None
+                if event.get("event") == "unsubscribed" and _tags(event):
+                    proof = await self._unsubscribe_tags(event.get("recipient"), records)
+                found = opt_outs_of(event, self._tag_topic, proof)
                 if found:
                     cursor.seen[event_id] = ts
                     opt_outs.extend(found)
@@ -233,6 +251,32 @@ class MailgunConnector(HttpConnector):
         cursor.advance(settled, start)  # read to the end: everything settled is in
         if cursor.dump() != last:
             yield PullPage([], cursor.dump())
+
+    async def _unsubscribe_tags(self, address: Any, seen: dict[str, list[str] | None]
+                                ) -> list[str] | None:
+        """The ``tags`` of the address's record in the unsubscribes list (None: no
+        record, or not a list of tags), looked up once per address and page."""
+        if not isinstance(address, str) or not address:
+            return None
+        key = address.lower()
+        if key in seen:
+            return seen[key]
+        path = f"{self._domain_path}/unsubscribes/{quote(address, safe='')}"
+        response = await self.http.request("GET", self.url(path), headers=self._auth)
+        tags: list[str] | None = None
+        if response.is_success:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            found = body.get("tags") if isinstance(body, dict) else None
+            if isinstance(found, list) and all(isinstance(t, str) for t in found):
+                tags = list(found)
+        elif response.status_code != 404:  # 404: not (or no longer) on the list
+            raise SyncFailed(f"{self.name}: GET {self._domain_path}/unsubscribes/{{address}}: "
+                             f"HTTP {response.status_code}: {_problem(response, [address])}")
+        seen[key] = tags
+        return tags
 
     def _page(self, response: httpx.Response) -> tuple[list[dict[str, Any]], str | None]:
         try:
@@ -287,11 +331,14 @@ class _Cursor:
 
 
 # one event -> our opt-outs ------------------------------------------------------
-def opt_outs_of(event: Mapping[str, Any], tag_topic: Mapping[str, str]) -> list[RemoteOptOut]:
+def opt_outs_of(event: Mapping[str, Any], tag_topic: Mapping[str, str],
+                unsubscribe_tags: Sequence[str] | None = None) -> list[RemoteOptOut]:
     """The opt-outs a Mailgun event means (``tag_topic``: lower-cased tag -> our topic):
-    ``unsubscribed`` (per mapped tag, else domain-wide), ``complained``, and ``failed``
-    with ``severity: permanent`` that is a real bounce (not a drop because the address
-    was on a list already, not an expired retry, not a content block)."""
+    ``unsubscribed`` (domain-wide unless ``unsubscribe_tags``, the tags of the address's
+    unsubscribe record, prove a tag-only one: see :func:`unsubscribe_topics`),
+    ``complained``, and ``failed`` with ``severity: permanent`` that is a real bounce
+    (not a drop because the address was on a list already, not an expired retry, not a
+    content block)."""
     kind: OptOutKind
     name = event.get("event")
     if name == "unsubscribed":
@@ -315,14 +362,29 @@ def opt_outs_of(event: Mapping[str, Any], tag_topic: Mapping[str, str]) -> list[
             record["status"] = status
     topics: list[str | None] = [None]
     if kind == "unsubscribe":
-        tags = event.get("tags")
-        mapped = [tag_topic.get(t.lower()) for t in tags if isinstance(t, str)] \
-            if isinstance(tags, list) else []
-        found = list(dict.fromkeys(t for t in mapped if t is not None))
-        if found:
-            topics = list(found)
+        topics = unsubscribe_topics(_tags(event), unsubscribe_tags, tag_topic)
     return [RemoteOptOut(address=address, kind=kind, topic=topic, at=at, record=record)
             for topic in topics]
+
+
+def unsubscribe_topics(event_tags: Sequence[str], record_tags: Sequence[str] | None,
+                       tag_topic: Mapping[str, str]) -> list[str | None]:
+    """Our topics an ``unsubscribed`` event proves, or ``[None]``: everything.
+
+    The event alone never narrows (an "unsubscribe from all" click in a tagged message
+    reports the tags too). The unsubscribe record does, when it has no ``*`` and holds
+    the event's tags, each mapped to one of our topics; anything else is in doubt, and
+    in doubt the person left everything."""
+    if not record_tags:
+        return [None]
+    held = {t.lower() for t in record_tags}
+    if "*" in held:
+        return [None]
+    tags = list(dict.fromkeys(t.lower() for t in event_tags if t.lower() in held))
+    topics = [tag_topic.get(t) for t in tags]
+    if not topics or any(t is None for t in topics):
+        return [None]
+    return list(dict.fromkeys(topics))
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -355,7 +417,9 @@ def parse_webhook(
     401: no signing key, a missing or wrong signature (``parent-signature``, sent for
     subaccounts, is accepted too), or a timestamp more than 10 minutes from ``now``;
     400: not Mailgun's JSON format. Other events than unsubscribes, complaints and
-    hard bounces give []."""
+    hard bounces give []. An unsubscribe is always domain-wide here: the call has no
+    unsubscribe record to prove a tag-only one (the next pull does not narrow it
+    either: an opt-out from everything already covers every topic)."""
     del headers, query  # Mailgun puts everything in the body
     if not key:
         raise WebhookRejected(401, "no webhook signing key configured")
@@ -465,6 +529,11 @@ def _event_id(event: Mapping[str, Any]) -> str:
         return value
     digest = hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()
     return "h:" + digest[:24]
+
+
+def _tags(event: Mapping[str, Any]) -> list[str]:
+    tags = event.get("tags")
+    return [t for t in tags if isinstance(t, str) and t] if isinstance(tags, list) else []
 
 
 def _plain(value: Any) -> bool:

@@ -19,7 +19,7 @@ from suppression.config import ConnectorSettings
 from suppression.remote_opt_outs import RemoteOptOut
 from sync.connector import Call, PullPage, PushItem, Rejection, SyncFailed, WebhookRejected
 from sync.http import RetryPolicy
-from sync.mailgun import SIGNED, MailgunConnector, parse_webhook, rfc2822
+from sync.mailgun import SIGNED, MailgunConnector, parse_webhook, rfc2822, unsubscribe_topics
 from tests.emulators.base import Faults, serve
 from tests.emulators.mailgun import MailgunEmulator
 
@@ -315,12 +315,71 @@ async def test_topics_map_to_tags_and_tags_back_to_topics(
         emulator.tool_opt_out("b@example.org", "unsubscribe", "newsletter")
         emulator.tool_opt_out("c@example.org", "unsubscribe", "weekly-digest")  # unmapped
         emulator.tool_opt_out("d@example.org", "unsubscribe")
+        # An event with tags but no unsubscribe record: nothing proves a tag-only one.
         emulator.add_event("unsubscribed", "e@example.org", tags=["newsletter", "Offers"])
         pages = await pull_all(mg, "")
     opt_outs = sorted((o.address, o.topic) for p in pages for o in p.opt_outs)
     assert opt_outs == [("a@example.org", "offers"), ("b@example.org", "news"),
                         ("c@example.org", None), ("d@example.org", None),
-                        ("e@example.org", "news"), ("e@example.org", "offers")]
+                        ("e@example.org", None)]
+
+
+async def test_a_tagged_unsubscribe_is_narrowed_only_by_the_unsubscribe_record(
+    tool: tuple[MailgunEmulator, str],
+) -> None:
+    """``%unsubscribe_url%`` clicked in a tagged message reports the tag as
+    ``%tag_unsubscribe_url%`` does; only the record's ``tags`` (``*``: all) tell."""
+    emulator, url = tool
+    now = time.time() - 3600
+    # The tag link: the record holds the tag only -> the topic.
+    emulator.tool_opt_out_at("tag-only@example.org", "unsubscribe", "newsletter", now)
+    # "Unsubscribe from all" in a message tagged newsletter: the record holds "*".
+    emulator.tool_opt_out_at("all@example.org", "unsubscribe", None, now,
+                             message_tags=["newsletter"])
+    # The tag link in a message with a mapped and an unmapped tag: we cannot stop only
+    # the unmapped one, so everything.
+    emulator.tool_opt_out_at("mixed@example.org", "unsubscribe", "newsletter", now)
+    emulator.lists["unsubscribes"]["mixed@example.org"]["tags"].append("weekly-digest")
+    emulator.events[-1].data["tags"] = ["newsletter", "weekly-digest"]
+    # Already lifted at Mailgun (no record any more): in doubt, everything.
+    emulator.tool_opt_out_at("gone@example.org", "unsubscribe", "offers", now)
+    del emulator.lists["unsubscribes"]["gone@example.org"]
+    # Our own push of the tag, then the person's click on "all" in that tagged message.
+    emulator.lists["unsubscribes"]["both@example.org"] = {
+        "address": "both@example.org", "tags": ["newsletter"], "created_at": "x"}
+    emulator.tool_opt_out_at("both@example.org", "unsubscribe", None, now,
+                             message_tags=["newsletter"])
+    async with httpx.AsyncClient() as client:
+        mg = connector(url, client)
+        pages = await pull_all(mg, "")
+    assert pulled(pages) == {
+        "tag-only@example.org": ("unsubscribe", "news"),
+        "all@example.org": ("unsubscribe", None),
+        "mixed@example.org": ("unsubscribe", None),
+        "gone@example.org": ("unsubscribe", None),
+        "both@example.org": ("unsubscribe", None),
+    }
+    # One lookup per tagged unsubscribe; untagged ones need none.
+    assert emulator.requests["get_unsubscribe"] == 5
+    emulator.tool_opt_out("plain@example.org", "unsubscribe")
+    async with httpx.AsyncClient() as client:
+        await pull_all(connector(url, client), "")
+    assert emulator.requests["get_unsubscribe"] == 10
+
+
+def test_unsubscribe_topics_narrows_only_with_proof() -> None:
+    tags = {"newsletter": "news", "offers": "offers"}
+    assert unsubscribe_topics(["newsletter"], None, tags) == [None]
+    assert unsubscribe_topics(["newsletter"], [], tags) == [None]
+    assert unsubscribe_topics(["newsletter"], ["*"], tags) == [None]
+    assert unsubscribe_topics(["newsletter"], ["newsletter", "*"], tags) == [None]
+    assert unsubscribe_topics(["Newsletter"], ["newsletter"], tags) == ["news"]
+    assert unsubscribe_topics(["newsletter", "offers"], ["offers", "newsletter"],
+                              tags) == ["news", "offers"]
+    assert unsubscribe_topics(["newsletter", "other"], ["newsletter", "other"],
+                              tags) == [None]
+    assert unsubscribe_topics([], ["newsletter"], tags) == [None]
+    assert unsubscribe_topics(["offers"], ["newsletter"], tags) == [None]
 
 
 async def test_everything_gets_pushed_and_pulled_through_20_percent_faults() -> None:
@@ -370,8 +429,11 @@ def event(name: str, recipient: str = "x@example.org", **fields: object) -> dict
 
 def test_webhook_unsubscribes_complaints_and_hard_bounces_are_recorded() -> None:
     assert SIGNED is True
-    [topic] = hook(signed(event("unsubscribed", "a@example.org", tags=["NEWSLETTER"])))
-    assert (topic.address, topic.kind, topic.topic) == ("a@example.org", "unsubscribe", "news")
+    # A tagged unsubscribe alone does not prove that only the tag was left: everything.
+    [tagged] = hook(signed(event("unsubscribed", "a@example.org", tags=["NEWSLETTER"])))
+    assert (tagged.address, tagged.kind, tagged.topic) == ("a@example.org", "unsubscribe",
+                                                           None)
+    assert tagged.record["tags"] == "NEWSLETTER"  # kept as evidence
     [everything] = hook(signed(event("unsubscribed", tags=["not-mapped"])))
     assert everything.topic is None
     [complaint] = hook(signed(event("complained")))

@@ -8,6 +8,8 @@ Endpoints (as documented):
   whole batch with 400 ``{"message": ...}`` and changes nothing.
 - ``DELETE /v3/{domain}/unsubscribes/{address}[?tag=]``: removes one tag (``*`` is the
   domain-wide one) or, without ``tag``, the whole record; 404 when it is not there.
+- ``GET /v3/{domain}/unsubscribes/{address}``: the record ``{"address", "tags",
+  "created_at"}``; 404 ``{"message": "Address not found in unsubscribers table"}``.
 - ``GET /v3/{domain}/events`` (``begin``, ``end``, ``ascending``, ``limit`` <= 300,
   ``event`` filter with ``OR``) and the opaque next-page URLs it hands out
   (``GET /v3/{domain}/events/{page}``): requesting the same next URL later returns
@@ -71,6 +73,8 @@ class MailgunEmulator(Emulator):
             self.route("POST", rf"{d}/(?P<table>{table})", f"add_{table}", self._add)
         self.route("DELETE", rf"{d}/unsubscribes/(?P<address>.+)", "delete_unsubscribe",
                    self._delete_unsubscribe)
+        self.route("GET", rf"{d}/unsubscribes/(?P<address>.+)", "get_unsubscribe",
+                   self._get_unsubscribe)
         self.route("GET", rf"{d}/events", "events", self._events)
         self.route("GET", rf"{d}/events/(?P<page>[A-Za-z0-9_=-]+)", "events", self._next_page)
 
@@ -120,9 +124,14 @@ class MailgunEmulator(Emulator):
 
     # steering for tests -------------------------------------------------------------
     def tool_opt_out_at(self, address: str, kind: str, topic: str | None,
-                        timestamp: float) -> None:
+                        timestamp: float, *, message_tags: list[str] | None = None) -> None:
         """An opt-out inside Mailgun at ``timestamp``; one in the past is an event that
-        reached the event store late (Mailgun documents that this happens)."""
+        reached the event store late (Mailgun documents that this happens).
+
+        An unsubscribe with ``topic`` is a click on ``%tag_unsubscribe_url%`` in a
+        message tagged ``topic``; without, a click on ``%unsubscribe_url%`` (everything)
+        in a message tagged ``message_tags`` (none by default): the event reports the
+        message's tags either way, only the unsubscribe record tells them apart."""
         key = address.lower()
         created = format_datetime(datetime.fromtimestamp(timestamp, UTC), usegmt=True)
         if kind == "unsubscribe":
@@ -131,7 +140,8 @@ class MailgunEmulator(Emulator):
                 key, {"address": address, "tags": [], "created_at": created})
             if tag not in record["tags"]:
                 record["tags"].append(tag)
-            self.add_event("unsubscribed", address, timestamp, tags=[topic] if topic else [])
+            tags = [topic] if topic else list(message_tags or [])
+            self.add_event("unsubscribed", address, timestamp, tags=tags)
         elif kind == "complaint":
             self.lists["complaints"][key] = {"address": address, "created_at": created}
             self.add_event("complained", address, timestamp)
@@ -242,6 +252,16 @@ class MailgunEmulator(Emulator):
                     del self.lists["unsubscribes"][key]
         return Response(200, {"message": "Unsubscribe event has been removed",
                               "address": record["address"]})
+
+    async def _get_unsubscribe(self, request: Request) -> Response:
+        wrong = self._domain_error(request)
+        if wrong is not None:
+            return wrong
+        record = self.lists["unsubscribes"].get(request.params["address"].lower())
+        if record is None:
+            return Response(404, {"message": "Address not found in unsubscribers table"})
+        return Response(200, {"address": record["address"], "tags": list(record["tags"]),
+                              "created_at": record["created_at"]})
 
     async def _events(self, request: Request) -> Response:
         wrong = self._domain_error(request)

@@ -18,7 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 CONFIG_ENV = "MAILPREFS_CONFIG"
-TOPIC_KINDS = ("marketing", "service")
+TOPIC_KINDS = ("marketing", "service", "required_notice")
+"""``required_notice``: a notice the law requires (a personal-data breach notification,
+GDPR art. 34); always required, reaches every contact but an erased one or a dead address."""
 LANGUAGES = ("en", "nl", "fr")
 
 
@@ -39,7 +41,8 @@ class Topic:
     id: str
     """Stable identifier used in links, the ledger and the API (``newsletter``)."""
     kind: str
-    """``marketing`` (needs a legal basis per country) or ``service`` (notices to customers)."""
+    """``marketing`` (needs a legal basis per country), ``service`` (notices to customers)
+    or ``required_notice`` (a notice the law requires, to every affected contact)."""
     names: Mapping[str, str]
     """Display name per language code."""
     description: Mapping[str, str] = field(default_factory=dict)
@@ -527,8 +530,11 @@ def _parse_topics(data: Mapping[str, Any], file: str) -> tuple[Topic, ...]:
         required = entry.get("required", False)
         if not isinstance(required, bool):
             raise reader.fail("required", "must be true or false")
-        if required and kind != "service":
-            raise reader.fail("required", "only a topic of kind 'service' can be required")
+        if required and kind == "marketing":
+            raise reader.fail("required", "a marketing topic can never be required (only "
+                              "kind 'service' or 'required_notice' topics can)")
+        if kind == "required_notice":
+            required = True  # nobody can leave a notice the law requires us to send
         topics.append(Topic(topic_id, kind, names, description, required))
     return tuple(topics)
 

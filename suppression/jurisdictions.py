@@ -21,20 +21,28 @@ BUILTIN_PATH = Path(__file__).resolve().parents[1] / "config" / "jurisdictions.t
 DEFAULT = "default"
 
 Regime = Literal["opt_in", "opt_out", "opt_out_role", "consent"]
-Column = Literal["b2c", "b2b_named", "b2b_generic"]
+Column = Literal["b2c", "b2b_named", "b2b_generic", "sole_trader"]
 ServiceAudience = Literal["customers", "contacts"]
 
 REGIMES: tuple[Regime, ...] = ("opt_in", "opt_out", "opt_out_role", "consent")
-COLUMNS: tuple[Column, ...] = ("b2c", "b2b_named", "b2b_generic")
+COLUMNS: tuple[Column, ...] = ("b2c", "b2b_named", "b2b_generic", "sole_trader")
 IMPLIED_TERMS = ("implied", "inferred")
 _KIND_COLUMN: dict[str, Column] = {
-    "person": "b2c", "b2b_named": "b2b_named", "b2b_generic": "b2b_generic"
+    "person": "b2c", "b2b_named": "b2b_named", "b2b_generic": "b2b_generic",
+    "sole_trader": "sole_trader",
 }
 _ROW_KEYS = frozenset({
     *COLUMNS, "soft_opt_in", "soft_opt_in_months", "double_opt_in",
     "implied_purchase_months", "implied_enquiry_months", "implied_term",
+    "consent_max_months", "wireless_domains_need_consent",
+    "name", "citation", "sources", "verified", "note",
 })
 _SERVICE_KEYS = frozenset({"legitimate_interest"})
+_SOURCES_KEYS = frozenset({"third_party"})
+_WIRELESS_KEYS = frozenset({"file", "sample"})
+DEFAULT_THIRD_PARTY: frozenset[str] = frozenset({"partner", "purchased", "acquired"})
+"""Sources whose data was collected by someone else: never consent, never soft opt-in or
+implied consent (the sender did not obtain the details itself in a sale)."""
 _COUNTRY = re.compile(r"[A-Z]{2}")
 
 
@@ -46,12 +54,25 @@ class Jurisdiction:
     b2c: Regime
     b2b_named: Regime
     b2b_generic: Regime
+    sole_trader: Regime | None = None
+    """Sole traders and unincorporated businesses (natural persons acting in trade);
+    None in a file without the column: the b2c regime (they are natural persons)."""
     soft_opt_in: bool = False
     soft_opt_in_months: int | None = None
     double_opt_in: bool = False
     implied_purchase_months: int | None = None
     implied_enquiry_months: int | None = None
     implied_term: str = "implied"
+    consent_max_months: int | None = None
+    """An express consent (confirmed subscription or imported consent_at) older than this
+    no longer counts: consent_expired:<CC>:consent. None: no lifetime."""
+    wireless_domains_need_consent: bool = False
+    """Addresses on a listed wireless (mobile) domain need express consent."""
+    name: str = ""
+    citation: str = ""
+    sources: tuple[str, ...] = ()
+    verified: bool = True
+    note: str = ""
 
     @staticmethod
     def column(kind: str | None) -> Column:
@@ -59,6 +80,8 @@ class Jurisdiction:
         return _KIND_COLUMN.get(kind or "", "b2c")
 
     def regime(self, column: Column) -> Regime:
+        if column == "sole_trader":
+            return self.sole_trader or self.b2c
         return {"b2c": self.b2c, "b2b_named": self.b2b_named, "b2b_generic": self.b2b_generic}[
             column
         ]
@@ -70,6 +93,10 @@ class Jurisdictions:
     """By upper-case country code, plus ``default``."""
     service_audience: ServiceAudience = "customers"
     source: str = str(BUILTIN_PATH)
+    third_party_sources: frozenset[str] = DEFAULT_THIRD_PARTY
+    wireless_domains: frozenset[str] = frozenset()
+    """Domains (lower case) whose addresses are wireless devices (47 CFR 64.3100)."""
+    wireless_domains_file: str = ""
 
     def for_country(self, country: str | None) -> Jurisdiction:
         """The country's row; unknown, blank or missing countries get ``default``."""
@@ -84,41 +111,95 @@ def builtin_jurisdictions() -> Jurisdictions:
     return load_jurisdictions(BUILTIN_PATH)
 
 
+def _read_text(path: Path, file: str, key: str) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(file, key, f"file not found{'' if key == '-' else f': {path}'}"
+                          ) from None
+    except OSError as exc:
+        raise ConfigError(file, key, f"cannot read file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(file, key, "file is not UTF-8") from None
+
+
 def load_jurisdictions(path: Path) -> Jurisdictions:
     name = str(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(name, "-", "file not found") from None
-    except OSError as exc:
-        raise ConfigError(name, "-", f"cannot read file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(name, "-", "file is not UTF-8") from None
+    text = _read_text(path, name, "-")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(name, "-", f"not valid TOML ({exc})") from None
-    return parse_jurisdictions(data, name)
+    return parse_jurisdictions(data, name, base=path.parent)
 
 
-def parse_jurisdictions(data: Mapping[str, Any], file: str) -> Jurisdictions:
+def parse_jurisdictions(data: Mapping[str, Any], file: str, base: Path | None = None
+                        ) -> Jurisdictions:
+    """``base``: the folder a relative ``wireless_domains.file`` is read from."""
     rows: dict[str, Jurisdiction] = {}
     audience: ServiceAudience = "customers"
+    third_party = DEFAULT_THIRD_PARTY
+    wireless: frozenset[str] = frozenset()
+    wireless_file = ""
     for key, table in data.items():
         if not isinstance(table, dict):
             raise ConfigError(file, key, "must be a table")
         if key == "service":
             audience = _service(table, file)
+        elif key == "sources":
+            third_party = _sources(table, file)
+        elif key == "wireless_domains":
+            wireless_file, wireless = _wireless(table, file, base or Path.cwd())
         elif key == DEFAULT or _COUNTRY.fullmatch(key):
             rows[key] = _row(key, table, file)
         else:
             raise ConfigError(
-                file, key, "not a country code (two upper-case letters), 'default' or 'service'"
+                file, key, "not a country code (two upper-case letters), 'default', "
+                "'service', 'sources' or 'wireless_domains'"
             )
     if DEFAULT not in rows:
         raise ConfigError(file, DEFAULT, "missing: the rules for countries not listed")
     _check_strictest(rows[DEFAULT], file)
-    return Jurisdictions(rows, audience, file)
+    for row in rows.values():
+        if row.wireless_domains_need_consent and not wireless_file:
+            raise ConfigError(file, f"{row.key}.wireless_domains_need_consent",
+                              "needs a [wireless_domains] table naming the domain-list file")
+    return Jurisdictions(rows, audience, file, third_party, wireless, wireless_file)
+
+
+def _sources(table: Mapping[str, Any], file: str) -> frozenset[str]:
+    _no_unknown_keys(table, _SOURCES_KEYS, "sources", file)
+    value = table.get("third_party", sorted(DEFAULT_THIRD_PARTY))
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(file, "sources.third_party", "must be a list of source names")
+    missing = sorted({"partner", "purchased"} - set(value))
+    if missing:
+        # A bought or a partner's list is never the sender's own collection.
+        raise ConfigError(file, "sources.third_party", f"must include {missing[0]!r}")
+    return frozenset(value)
+
+
+def _wireless(table: Mapping[str, Any], file: str, base: Path) -> tuple[str, frozenset[str]]:
+    _no_unknown_keys(table, _WIRELESS_KEYS, "wireless_domains", file)
+    name = table.get("file")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(file, "wireless_domains.file", "must name the domain-list file")
+    if not isinstance(table.get("sample", False), bool):
+        raise ConfigError(file, "wireless_domains.sample", "must be true or false")
+    path = Path(name)
+    if not path.is_absolute():
+        path = base / path
+    domains: set[str] = set()
+    text = _read_text(path, file, "wireless_domains.file")
+    for number, line in enumerate(text.splitlines(), start=1):
+        value = line.split("#", 1)[0].strip().lower().lstrip("@")
+        if not value:
+            continue
+        if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", value):
+            raise ConfigError(file, "wireless_domains.file",
+                              f"{path}: line {number}: {value[:60]!r} is not a domain")
+        domains.add(value)
+    return str(path), frozenset(domains)
 
 
 def _service(table: Mapping[str, Any], file: str) -> ServiceAudience:
@@ -138,10 +219,13 @@ def _row(key: str, table: Mapping[str, Any], file: str) -> Jurisdiction:
     regimes: dict[Column, Regime] = {}
     for column in COLUMNS:
         value = table.get(column)
+        if value is None and column == "sole_trader":
+            continue  # an older file: sole traders get the b2c column
         if value not in REGIMES:
             raise fail(column, f"must be one of {', '.join(REGIMES)}")
-        if value == "opt_out_role" and column != "b2b_named":
-            raise fail(column, "opt_out_role is only for b2b_named (a person's role)")
+        if value == "opt_out_role" and column not in ("b2b_named", "sole_trader"):
+            raise fail(column, "opt_out_role is only for b2b_named and sole_trader "
+                       "(a person's professional role)")
         regimes[column] = cast(Regime, value)
 
     def flag(name: str) -> bool:
@@ -149,6 +233,12 @@ def _row(key: str, table: Mapping[str, Any], file: str) -> Jurisdiction:
         if not isinstance(value, bool):
             raise fail(name, "must be true or false")
         return value
+
+    def text(name: str) -> str:
+        value = table.get(name, "")
+        if not isinstance(value, str):
+            raise fail(name, "must be a string")
+        return value.strip()
 
     def months(name: str) -> int | None:
         value = table.get(name)
@@ -163,13 +253,25 @@ def _row(key: str, table: Mapping[str, Any], file: str) -> Jurisdiction:
         b2c=regimes["b2c"],
         b2b_named=regimes["b2b_named"],
         b2b_generic=regimes["b2b_generic"],
+        sole_trader=regimes.get("sole_trader"),
         soft_opt_in=flag("soft_opt_in"),
         soft_opt_in_months=months("soft_opt_in_months"),
         double_opt_in=flag("double_opt_in"),
         implied_purchase_months=months("implied_purchase_months"),
         implied_enquiry_months=months("implied_enquiry_months"),
         implied_term=table.get("implied_term", "implied"),
+        consent_max_months=months("consent_max_months"),
+        wireless_domains_need_consent=flag("wireless_domains_need_consent"),
+        name=text("name"),
+        citation=text("citation"),
+        sources=_urls(table.get("sources", []), fail),
+        verified=table.get("verified", True),
+        note=text("note"),
     )
+    if not isinstance(row.verified, bool):
+        raise fail("verified", "must be true or false")
+    if not row.verified and not row.note:
+        raise fail("note", "an unverified row must say in a note what could not be checked")
     if row.implied_term not in IMPLIED_TERMS:
         raise fail("implied_term", f"must be one of {', '.join(IMPLIED_TERMS)}")
     if row.soft_opt_in_months is not None and not row.soft_opt_in:
@@ -179,6 +281,14 @@ def _row(key: str, table: Mapping[str, Any], file: str) -> Jurisdiction:
         if name in table and not has_consent:
             raise fail(name, "only for rows with a 'consent' regime")
     return row
+
+
+def _urls(value: Any, fail: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and re.fullmatch(r"https?://\S+", v) for v in value
+    ):
+        raise fail("sources", "must be a list of http(s) links to the texts read")
+    return tuple(value)
 
 
 def _check_strictest(row: Jurisdiction, file: str) -> None:

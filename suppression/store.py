@@ -46,6 +46,8 @@ class Contact(msgspec.Struct, frozen=True):
     """Last purchase from us (soft opt-in, implied consent)."""
     last_enquiry_at: str | None = None
     """Last enquiry to us (implied consent in some countries)."""
+    purchase_entity: str | None = None
+    """The legal entity the last purchase was made with (soft opt-in is that entity's)."""
 
 
 class Subscription(msgspec.Struct, frozen=True):

@@ -28,7 +28,9 @@ OK: Reasons = ()
 NEWSLETTER = Topic("newsletter", "marketing", {"en": "Newsletter"})
 NOTICES = Topic("notices", "service", {"en": "Notices"})
 SECURITY = Topic("security", "service", {"en": "Security notices"}, required=True)
-TOPICS = {"marketing": NEWSLETTER, "service": NOTICES, "required": SECURITY}
+BREACH = Topic("breach", "required_notice", {"en": "Data breach notice"}, required=True)
+TOPICS = {"marketing": NEWSLETTER, "service": NOTICES, "required": SECURITY,
+          "required_notice": BREACH}
 
 
 def contact(country: str | None = "BE", kind: str = "person", source: str = "form",
@@ -60,8 +62,11 @@ def reasons(c: Contact | None, topic: Topic, subs: list[Subscription] | None = N
 #   customer  source customer, last purchase 3 months ago, no subscription
 #   import    our own CRM import with a consent_at, never confirmed by us
 #   purchased / partner / acquired   third-party list that claims a consent_at
+#   bought_customer   a purchased list whose rows carry a last purchase (someone else's
+#             sale: kept as data, never a soft opt-in or implied consent)
 #   none      added by hand, no basis at all
-PROVENANCES = ("form", "customer", "import", "purchased", "partner", "acquired", "none")
+PROVENANCES = ("form", "customer", "import", "purchased", "partner", "acquired",
+               "bought_customer", "none")
 
 
 def build(provenance: str, country: str | None, kind: str, topic: Topic
@@ -74,6 +79,8 @@ def build(provenance: str, country: str | None, kind: str, topic: Topic
         return contact(country, kind, "import:crm", consent_at="2024-01-15T10:00:00+00:00"), []
     if provenance in ("purchased", "partner", "acquired"):
         return contact(country, kind, provenance, consent_at="2024-01-15"), []
+    if provenance == "bought_customer":
+        return contact(country, kind, "purchased", last_purchase_at="2025-03-15"), []
     return contact(country, kind, "cli"), []
 
 
@@ -91,12 +98,13 @@ MARKETING: dict[tuple[str | None, str], tuple[Reasons, Reasons, Reasons, Reasons
     ("BE", "b2b_named"): (OK, OK, OK, no("no_consent:BE:third_party_source"),
                           no("no_consent:BE:b2b_named_opt_in")),
     ("BE", "b2b_generic"): (OK, OK, OK, OK, OK),
-    # NL: same as BE
+    # NL: opt-in for every kind since the 2021 amendment (Tw 11.7 lid 1); soft opt-in (lid 4)
     ("NL", "person"): (OK, OK, OK, no("no_consent:NL:third_party_source"),
                        no("no_consent:NL:b2c_opt_in")),
     ("NL", "b2b_named"): (OK, OK, OK, no("no_consent:NL:third_party_source"),
                           no("no_consent:NL:b2b_named_opt_in")),
-    ("NL", "b2b_generic"): (OK, OK, OK, OK, OK),
+    ("NL", "b2b_generic"): (OK, OK, OK, no("no_consent:NL:third_party_source"),
+                            no("no_consent:NL:b2b_generic_opt_in")),
     # FR: opt-in B2C; named B2B opt-out about their role; generic opt-out
     ("FR", "person"): (OK, OK, OK, no("no_consent:FR:third_party_source"),
                        no("no_consent:FR:b2c_opt_in")),
@@ -167,16 +175,32 @@ MARKETING: dict[tuple[str | None, str], tuple[Reasons, Reasons, Reasons, Reasons
                             no("no_consent:default:opt_in")),
 }
 
+
+
+def _sole_trader(person: tuple[Reasons, ...]) -> tuple[Reasons, ...]:
+    """Every row gives sole traders (natural persons in trade) the consumer regime; only
+    the code names the kind. GB (PECR: individual subscribers) and BE (the generic-address
+    exception is for legal persons) are the cases where this differs from b2b."""
+    return tuple(tuple(r.replace(":b2c_opt_in", ":sole_trader_opt_in") for r in reasons)
+                 for reasons in person)
+
+
+for _country in sorted({c for c, _ in MARKETING}, key=lambda c: c or ""):
+    MARKETING[_country, "sole_trader"] = _sole_trader(MARKETING[_country, "person"])
+
 # Service topics (required or not), in every country: customers and confirmed
 # subscribers only (legitimate interest / contract), per provenance as above.
 SERVICE = (OK, OK, no("no_relationship:service"), no("no_relationship:service"),
            no("no_relationship:service"))
+# A legally required notice reaches everyone (no suppressions in the table).
+REQUIRED_NOTICE = (OK, OK, OK, OK, OK)
 
 
 def expected(country: str | None, kind: str, provenance: str, topic_kind: str) -> Reasons:
     column = {"form": 0, "customer": 1, "import": 2, "none": 4}.get(provenance, 3)
-    row = MARKETING[country, kind] if topic_kind == "marketing" else SERVICE
-    return row[column]
+    if topic_kind == "marketing":
+        return MARKETING[country, kind][column]
+    return (REQUIRED_NOTICE if topic_kind == "required_notice" else SERVICE)[column]
 
 
 CASES = [
@@ -250,9 +274,14 @@ def test_canada_implied_consent_windows(facts: dict[str, str], want: Reasons) ->
     assert reasons(contact("CA", source="cli", **facts), NEWSLETTER) == want
 
 
-def test_canada_expired_implied_consent_for_a_third_party_contact() -> None:
-    c = contact("CA", source="partner", last_purchase_at="2022-01-01")
-    assert reasons(c, NEWSLETTER) == ("consent_expired:CA:implied",)
+def test_canada_third_party_purchase_is_never_implied_consent() -> None:
+    # Finding: a partner's customer is not in a business relationship with us (CASL 10(10)).
+    assert reasons(contact("CA", source="partner", last_purchase_at="2022-01-01"),
+                   NEWSLETTER) == ("no_consent:CA:third_party_source",)
+    assert reasons(contact("CA", source="partner", last_purchase_at="2025-05-01"),
+                   NEWSLETTER) == ("no_consent:CA:third_party_source",)
+    assert reasons(contact("CA", source="acquired", last_enquiry_at="2025-05-01"),
+                   NEWSLETTER) == ("no_consent:CA:third_party_source",)
 
 
 @pytest.mark.parametrize(("facts", "want"), [
@@ -463,3 +492,262 @@ def test_a_bad_file_names_the_key(tmp_path: Path, text: str, key: str) -> None:
 def test_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_jurisdictions(tmp_path / "nope.toml")
+
+
+# --- findings of the review against the texts (issue 13) ----------------------------
+
+def test_nl_generic_address_is_opt_in_since_the_2021_amendment() -> None:
+    # Tw 11.7 lid 1: consent of every end user; lid 3 covers only details published *for
+    # receiving* advertising, which a plain info@ is not.
+    assert builtin_jurisdictions().for_country("NL").b2b_generic == "opt_in"
+    assert reasons(contact("NL", kind="b2b_generic", source="cli"), NEWSLETTER) == (
+        "no_consent:NL:b2b_generic_opt_in",)
+    assert reasons(contact("NL", kind="b2b_generic", source="customer"), NEWSLETTER) == OK
+
+
+def test_nl_citation_numbers_the_lids_of_the_amended_article() -> None:
+    row = builtin_jurisdictions().for_country("NL")
+    assert "lid 4 (customers)" in row.citation and "lid 3" in row.citation
+
+
+def test_casl_enquiry_limb_is_10_10_e() -> None:
+    row = builtin_jurisdictions().for_country("CA")
+    assert "10(10)(e)" in row.citation
+    text = BUILTIN_PATH.read_text(encoding="utf-8")
+    assert "10(10)(d))" not in text  # (d) is a written contract, not an inquiry
+
+
+@pytest.mark.parametrize("source", ["purchased", "partner", "acquired"])
+@pytest.mark.parametrize("country", ["BE", "NL", "FR", "DE", "LU", "ES", "IT", "GB"])
+def test_a_purchase_date_on_third_party_data_is_never_a_soft_opt_in(
+    country: str, source: str
+) -> None:
+    c = contact(country, source=source, last_purchase_at="2025-06-01")
+    assert reasons(c, NEWSLETTER) == (f"no_consent:{country}:third_party_source",)
+    assert c.last_purchase_at == "2025-06-01"  # kept as data
+
+
+@pytest.mark.parametrize("source", ["purchased", "partner", "acquired"])
+def test_a_purchase_date_on_third_party_data_is_not_a_customer_relationship(
+    source: str
+) -> None:
+    c = contact("BE", source=source, last_purchase_at="2025-06-01")
+    assert reasons(c, NOTICES) == ("no_relationship:service",)
+    assert reasons(contact("AU", source=source, last_purchase_at="2025-06-01"),
+                   NEWSLETTER) == ("no_consent:AU:third_party_source",)
+
+
+def test_acquired_is_third_party_unless_configured(tmp_path: Path) -> None:
+    assert "acquired" in builtin_jurisdictions().third_party_sources
+    path = tmp_path / "j.toml"
+    path.write_text(GOOD + '[BE]\nb2c = "opt_in"\nb2b_named = "opt_in"\nb2b_generic = '
+                    '"opt_out"\nsoft_opt_in = true\n[sources]\nthird_party = ["partner", '
+                    '"purchased"]\n', encoding="utf-8")
+    table = load_jurisdictions(path)
+    c = contact("BE", source="acquired", last_purchase_at="2025-06-01")
+    d = decide(contact=c, topic=NEWSLETTER, subscriptions=[], suppressions=[], today=TODAY,
+               jurisdictions=table)
+    assert d.reasons == OK
+
+
+def test_gb_sole_traders_are_individual_subscribers() -> None:
+    row = builtin_jurisdictions().for_country("GB")
+    assert (row.b2b_named, row.b2b_generic, row.regime("sole_trader")) == (
+        "opt_out", "opt_out", "opt_in")
+    assert reasons(contact("GB", kind="sole_trader", source="cli"), NEWSLETTER) == (
+        "no_consent:GB:sole_trader_opt_in",)
+    assert reasons(contact("GB", kind="sole_trader", source="customer"), NEWSLETTER) == OK
+
+
+def test_be_generic_address_exception_is_for_legal_persons_only() -> None:
+    assert reasons(contact("BE", kind="b2b_generic", source="cli"), NEWSLETTER) == OK
+    assert reasons(contact("BE", kind="sole_trader", source="cli"), NEWSLETTER) == (
+        "no_consent:BE:sole_trader_opt_in",)
+
+
+def test_a_file_without_the_sole_trader_column_treats_them_as_consumers(tmp_path: Path
+                                                                        ) -> None:
+    path = tmp_path / "j.toml"
+    path.write_text(GOOD + '[GB]\nb2c = "opt_in"\nb2b_named = "opt_out"\n'
+                    'b2b_generic = "opt_out"\n', encoding="utf-8")
+    assert load_jurisdictions(path).for_country("GB").regime("sole_trader") == "opt_in"
+
+
+# --- legally required notices -------------------------------------------------------
+
+@pytest.mark.parametrize("suppression", [
+    supp("global", "unsubscribe"), supp("global", "objection"), supp("global", "complaint"),
+    supp("global", "staff"), supp("global", "esp"), supp("global", "partner_list"),
+    supp("topic:breach", "unsubscribe"), supp("third_party", "objection"),
+])
+def test_required_notice_ignores_marketing_opt_outs(suppression: Suppression) -> None:
+    c = contact("DE", source="purchased", paused_until="2030-01-01")
+    left = [sub("breach", status="unsubscribed")]
+    assert reasons(c, BREACH, left, [suppression]) == OK
+
+
+@pytest.mark.parametrize(("suppression", "want"), [
+    (supp("global", "hard_bounce"), "suppressed:global:hard_bounce"),
+    (supp("global", "soft_bounce"), "suppressed:global:soft_bounce"),
+    (supp("global", "erasure"), "suppressed:global:erasure"),
+    (supp("domain", "staff"), "suppressed:domain"),
+])
+def test_required_notice_respects_dead_addresses(suppression: Suppression, want: str) -> None:
+    assert reasons(contact("BE", source="cli"), BREACH, [], [suppression]) == (want,)
+
+
+def test_required_notice_never_reaches_an_erased_or_unknown_contact() -> None:
+    assert reasons(contact("US", erased_at="2025-01-01"), BREACH) == ("erased",)
+    assert decide(contact=None, topic=BREACH, subscriptions=[], suppressions=[],
+                  today=TODAY).reasons == ("unknown_contact",)
+
+
+def test_a_marketing_topic_can_never_be_required(tmp_path: Path) -> None:
+    from suppression.config import load_settings
+
+    path = tmp_path / "m.toml"
+    path.write_text('[[topics]]\nid = "promo"\nkind = "marketing"\nrequired = true\n'
+                    'names = { en = "Promo" }\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.key == "topics[0].required"
+    assert "marketing topic can never be required" in str(caught.value)
+    path.write_text('[[topics]]\nid = "breach"\nkind = "required_notice"\n'
+                    'names = { en = "Breach" }\n', encoding="utf-8")
+    (topic,) = load_settings(path).topics
+    assert topic.kind == "required_notice" and topic.required
+
+
+# --- consent lifetime ---------------------------------------------------------------
+
+def test_germany_consent_lifetime_from_the_munich_judgment() -> None:
+    assert builtin_jurisdictions().for_country("DE").consent_max_months == 18
+    old = [Subscription(contact_id=1, topic="newsletter", status="subscribed",
+                        basis="consent", since="2023-12-01", event_seq=1)]
+    fresh = [Subscription(contact_id=1, topic="newsletter", status="subscribed",
+                          basis="consent", since="2024-01-01T00:00:00", event_seq=1)]
+    assert reasons(contact("DE", source="form"), NEWSLETTER, old) == (
+        "consent_expired:DE:consent",)
+    assert reasons(contact("DE", source="form"), NEWSLETTER, fresh) == OK
+    # A customer still has the soft opt-in when the consent ran out.
+    customer = contact("DE", source="customer", last_purchase_at="2025-05-01")
+    assert reasons(customer, NEWSLETTER, old) == OK
+    # The lifetime is for marketing consent only.
+    assert reasons(contact("DE", source="form"), NOTICES, [sub("notices")]) == OK
+
+
+def test_consent_lifetime_for_an_imported_consent(tmp_path: Path) -> None:
+    path = tmp_path / "j.toml"
+    path.write_text(GOOD + '[XY]\nb2c = "opt_in"\nb2b_named = "opt_in"\nb2b_generic = '
+                    '"opt_in"\nconsent_max_months = 24\n[CA]\nb2c = "consent"\nb2b_named = '
+                    '"consent"\nb2b_generic = "consent"\nconsent_max_months = 24\n'
+                    'implied_purchase_months = 24\n', encoding="utf-8")
+    table = load_jurisdictions(path)
+
+    def why(c: Contact) -> Reasons:
+        return decide(contact=c, topic=NEWSLETTER, subscriptions=[], suppressions=[],
+                      today=TODAY, jurisdictions=table).reasons
+
+    assert why(contact("XY", source="import:crm", consent_at="2023-07-01")) == OK
+    assert why(contact("XY", source="import:crm", consent_at="2023-06-01")) == (
+        "consent_expired:XY:consent",)
+    assert why(contact("CA", source="import:crm", consent_at="2023-06-01")) == (
+        "consent_expired:CA:consent",)
+    assert why(contact("CA", source="import:crm", consent_at="2023-06-01",
+                       last_purchase_at="2025-01-01")) == OK  # implied consent instead
+
+
+# --- FCC wireless domains -----------------------------------------------------------
+
+def wireless(address: str, source: str = "cli", **facts: str) -> Contact:
+    return Contact(id=1, address=address, addr_hash=b"h", language="en", country="US",
+                   kind="person", source=source, created_at="2020-01-01",
+                   **facts)  # type: ignore[arg-type]
+
+
+def test_us_wireless_domain_needs_express_consent() -> None:
+    assert reasons(wireless("5551234567@vtext.com"), NEWSLETTER) == (
+        "no_consent:US:wireless_domain",)
+    assert reasons(wireless("x@mobile.tmomail.net"), NEWSLETTER) == (
+        "no_consent:US:wireless_domain",)  # a listed domain covers its subdomains
+    assert reasons(wireless("x@VTEXT.COM"), NEWSLETTER) == ("no_consent:US:wireless_domain",)
+    assert reasons(wireless("x@vtext.com"), NEWSLETTER, [sub("newsletter")]) == OK
+    assert reasons(wireless("x@vtext.com", "import:crm", consent_at="2025-01-01"),
+                   NEWSLETTER) == OK
+    assert reasons(wireless("x@vtext.com", "purchased", consent_at="2025-01-01"),
+                   NEWSLETTER) == ("no_consent:US:wireless_domain",)
+    assert reasons(wireless("x@example.com"), NEWSLETTER) == OK
+    assert reasons(wireless("x@notvtext.com"), NEWSLETTER) == OK
+    assert reasons(wireless("x@vtext.com", "customer"), NOTICES) == OK  # not commercial
+
+
+def test_the_shipped_wireless_list_is_marked_as_a_sample() -> None:
+    table = builtin_jurisdictions()
+    assert table.wireless_domains_file.endswith("fcc_wireless_domains.sample.txt")
+    text = Path(table.wireless_domains_file).read_text(encoding="utf-8")
+    assert text.startswith("# SAMPLE ONLY")
+
+
+# --- soft opt-in per legal entity ---------------------------------------------------
+
+def test_soft_opt_in_belongs_to_the_entity_that_made_the_sale() -> None:
+    from suppression.rules import Sender
+
+    def why(sender: Sender | None, **facts: str) -> Reasons:
+        c = contact("BE", source="customer", last_purchase_at="2025-03-01", **facts)
+        return decide(contact=c, topic=NEWSLETTER, subscriptions=[], suppressions=[],
+                      today=TODAY, sender=sender).reasons
+
+    several = Sender("itcare-nv", several=True)
+    assert why(several, purchase_entity="itcare-nv") == OK
+    assert why(several, purchase_entity="cloudcare-bv") == ("no_consent:BE:other_entity",)
+    assert why(several) == ("no_consent:BE:purchase_entity_unknown",)
+    assert why(Sender("itcare-nv")) == OK            # one entity: any own purchase counts
+    assert why(None, purchase_entity="x") == OK      # old callers
+
+
+# --- every row is sourced -----------------------------------------------------------
+
+def test_every_row_has_a_citation_and_a_source_link() -> None:
+    for key, row in builtin_jurisdictions().rows.items():
+        assert row.name, key
+        assert row.citation, key
+        assert row.sources, key
+        assert all(re.match(r"https?://\S+$", link) for link in row.sources), key
+        assert row.sole_trader is not None, key  # the column is explicit in every row
+        if not row.verified:
+            assert len(row.note) > 20, key
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    (GOOD + '[sources]\nthird_party = ["partner"]\n', "sources.third_party"),
+    (GOOD + '[sources]\nthird_party = "partner"\n', "sources.third_party"),
+    (GOOD + '[wireless_domains]\nfile = "nope.txt"\n', "wireless_domains.file"),
+    (GOOD + '[wireless_domains]\n', "wireless_domains.file"),
+    (GOOD + '[US]\nb2c = "opt_out"\nb2b_named = "opt_out"\nb2b_generic = "opt_out"\n'
+     'wireless_domains_need_consent = true\n', "US.wireless_domains_need_consent"),
+    (GOOD + '[XY]\nb2c = "opt_in"\nb2b_named = "opt_in"\nb2b_generic = "opt_in"\n'
+     'verified = false\n', "XY.note"),
+    (GOOD + '[XY]\nb2c = "opt_in"\nb2b_named = "opt_in"\nb2b_generic = "opt_in"\n'
+     'sources = ["not a link"]\n', "XY.sources"),
+    (GOOD + '[XY]\nb2c = "opt_in"\nb2b_named = "opt_in"\nb2b_generic = "opt_in"\n'
+     'sole_trader = "opt_out_role_maybe"\n', "XY.sole_trader"),
+    (GOOD + '[XY]\nb2c = "opt_in"\nb2b_named = "opt_in"\nb2b_generic = "opt_in"\n'
+     'consent_max_months = 0\n', "XY.consent_max_months"),
+    (GOOD.replace('double_opt_in', 'sole_trader = "opt_out"\ndouble_opt_in'),
+     "default.sole_trader"),
+])
+def test_a_bad_file_names_the_new_keys(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "jurisdictions.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_jurisdictions(path)
+    assert caught.value.key == key
+
+
+def test_a_bad_wireless_list_names_the_line(tmp_path: Path) -> None:
+    (tmp_path / "w.txt").write_text("vtext.com\nnot a domain\n", encoding="utf-8")
+    path = tmp_path / "j.toml"
+    path.write_text(GOOD + '[wireless_domains]\nfile = "w.txt"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="line 2"):
+        load_jurisdictions(path)

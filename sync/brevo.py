@@ -10,7 +10,14 @@ and ``x-sib-ratelimit-reset``, the seconds until the window resets):
   "emailBlacklist": true, "updateExistingContacts": true, "emptyContactsAttributes":
   false}`` answers 202 ``{"processId"}`` and creates or updates the contacts in the
   background, blocklisted. ``listIds`` (or ``newList``) is mandatory; the JSON body may
-  be 10 MB, 8 MB is the documented safe size.
+  be 10 MB, 8 MB is the documented safe size
+  (https://developers.brevo.com/reference/import-contacts).
+- ``GET /processes/{processId}`` says how the background work went
+  (https://developers.brevo.com/reference/get-process): ``{"id", "name", "status"}``
+  with ``status`` ``queued``, ``in_process`` (``processing``), then ``completed`` (or
+  ``failed``/``cancelled``); a completed import has ``info.import`` whose
+  ``invalid_emails`` is the URL of a CSV file of the addresses Brevo refused (null when
+  none; older SDKs describe it as a count). 404 for an unknown process.
 - ``POST /contacts`` ``{"email", "emailBlacklisted", "updateEnabled": true}`` creates a
   contact (201) or updates an existing one (204).
 - ``PUT /contacts/{identifier}?identifierType=email_id`` updates one contact (204;
@@ -33,10 +40,16 @@ How mailprefs maps onto that:
 - A tool-wide opt-out (and every complaint and hard bounce: Brevo has no writable
   bounce or complaint list) blocklists the contact through an import into the list
   ``settings.list_id``, 10,000 addresses a call (at most 2.7 MB of JSON, a third of the
-  8 MB safe size). That list must be one that only mailprefs uses: a blocklisted
-  contact in it is our own push coming back, and pulls skip it (recording it after a
-  local lift would undo a fresh opt-in). Without ``list_id`` each address is blocklisted
-  with its own ``POST /contacts`` and pulls cannot tell our pushes from the tool's own.
+  8 MB safe size). The import is acknowledged only once its process has completed:
+  send() polls it (the retry policy's backoff between polls, at most ``IMPORT_POLLS``
+  polls and ``import_wait_s`` seconds of waiting), and the addresses in its
+  ``invalid_emails`` report come back as rejections. A process that does not complete
+  in time (or fails) fails the call, so the chunk is not acknowledged and the next run
+  imports it again (blocklisting twice changes nothing). That list must be one that
+  only mailprefs uses: a blocklisted contact in it is our own push coming back, and
+  pulls skip it (recording it after a local lift would undo a fresh opt-in). Without
+  ``list_id`` each address is blocklisted with its own ``POST /contacts`` and pulls
+  cannot tell our pushes from the tool's own.
 - A topic opt-out removes the contact from the mapped Brevo list (``topic_map``: our
   topic -> list id); a lifted one adds it back. A lifted tool-wide opt-out un-blocklists
   the contact and takes it out of the ``list_id`` list in the same request. Complaints
@@ -50,14 +63,17 @@ How mailprefs maps onto that:
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -80,6 +96,11 @@ BLOCKED_PAGE = 100
 """Entries per ``GET /smtp/blockedContacts`` page (the documented maximum)."""
 MAX_TIES = 2000
 """Items kept in a pull position to tell apart those sharing the last timestamp seen."""
+IMPORT_POLLS = 20
+"""Polls of an import's process at most before the call fails (not acknowledged)."""
+IMPORT_WAIT_S = 120.0
+"""...and at most this long waited between them in all (also never longer than the
+retry policy's ``max_wait_s``)."""
 ADDRESS = "{address}"
 """Placeholder in a call's path: send() puts the (encoded) address there, so dry-run
 output and error messages never show one."""
@@ -109,6 +130,9 @@ _WEBHOOK_KIND: dict[str, OptOutKind] = {
     "hard_bounced": "hard_bounce",
     "hardbounce": "hard_bounce",
 }
+_DONE = "completed"
+_FAILED = frozenset({"failed", "cancelled", "canceled", "aborted"})
+log = logging.getLogger("mailprefs.sync.brevo")
 _ADDRESS_LIKE = re.compile(r"[^\s@,;:\"'<>()\[\]{}]+@[^\s@,;:\"'<>()\[\]{}]+")
 
 
@@ -118,6 +142,8 @@ class BrevoConnector(HttpConnector):
     max_concurrency = 10
     """Brevo documents 10 requests a second for contact endpoints (general plan) and no
     concurrency limit: ten calls in flight at most."""
+    import_polls = IMPORT_POLLS
+    import_wait_s = IMPORT_WAIT_S
 
     def __init__(self, settings: ConnectorSettings, client: httpx.AsyncClient, **kw: Any
                  ) -> None:
@@ -239,6 +265,8 @@ class BrevoConnector(HttpConnector):
                                            params=call.params, headers=self._headers())
         status = response.status_code
         if status < 300:
+            if call.path == "/contacts/import":
+                return await self._import_outcome(call, response)
             return []
         code, words = _problem(response)
         where = f"{self.name}: {call.method} {call.path}: HTTP {status}"
@@ -256,6 +284,102 @@ class BrevoConnector(HttpConnector):
         if code in _REQUEST_CODES or status >= 500 or status in (405, 406, 413, 415):
             raise SyncFailed(f"{where}: {code}: {words}")
         return [Rejection(call.items[0], f"HTTP {status} {code}: {words}")]
+
+    # the import's background process ---------------------------------------------
+    async def _import_outcome(self, call: Call, response: httpx.Response
+                              ) -> list[Rejection]:
+        """Wait for the import's process, then the addresses it refused."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        process_id = body.get("processId") if isinstance(body, dict) else None
+        if not isinstance(process_id, int) or isinstance(process_id, bool):
+            raise SyncFailed(f"{self.name}: POST /contacts/import: HTTP "
+                             f"{response.status_code} without a processId")
+        process = await self._wait_for(process_id)
+        info = process.get("info")
+        report = info.get("import") if isinstance(info, dict) else None
+        invalid = report.get("invalid_emails") if isinstance(report, dict) else None
+        if invalid is None or invalid == "" or invalid == 0:
+            return []
+        if isinstance(invalid, str):
+            refused = await self._report(process_id, invalid)
+        else:
+            # A count without the file that says which (an older shape): the import is
+            # done, the others are blocklisted; say so rather than drop it quietly.
+            note = (f"import process {process_id}: Brevo counted {invalid} invalid "
+                    "address(es) without a report saying which")
+            self.stats.errors.append(note)
+            log.warning("%s: %s", self.name, note)
+            return []
+        problem = (f"import process {process_id}: Brevo refused the address "
+                   "(invalid_emails report)")
+        rejections = [Rejection(item, problem) for item in call.items
+                      if item.address.strip().lower() in refused]
+        found = {item.address.strip().lower() for item in call.items}
+        if refused - found:
+            self.stats.errors.append(f"import process {process_id}: "
+                                     f"{len(refused - found)} refused row(s) not in the call")
+        return rejections
+
+    async def _wait_for(self, process_id: int) -> dict[str, Any]:
+        """The process once ``completed``; SyncFailed when it failed, or has not
+        completed after ``import_polls`` polls / ``import_wait_s`` of waiting."""
+        path = f"/processes/{process_id}"
+        budget = min(self.import_wait_s, self.http.policy.max_wait_s)
+        waited, status = 0.0, ""
+        for attempt in range(max(1, self.import_polls)):
+            response = await self.http.request("GET", self.url(path), headers=self._headers())
+            if response.status_code != 200:
+                code, words = _problem(response)
+                raise SyncFailed(f"{self.name}: GET {path}: HTTP {response.status_code} "
+                                 f"{code}: {words}")
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise SyncFailed(f"{self.name}: GET {path}: the answer is not a process")
+            status = str(body.get("status") or "").strip().lower()
+            if status == _DONE:
+                return body
+            if status in _FAILED:
+                words = _ADDRESS_LIKE.sub("{address}", str(body.get("error") or ""))[:300]
+                raise SyncFailed(f"{self.name}: import process {process_id} {status}"
+                                 f"{': ' + words if words else ''}; sent again next run")
+            delay = self.http.backoff(attempt)
+            if attempt + 1 >= self.import_polls or waited + delay > budget:
+                break
+            waited += delay
+            self.stats.waited_s += delay
+            await self.http.sleep(delay)
+        raise SyncFailed(f"{self.name}: import process {process_id} still "
+                         f"{status or 'unfinished'} after {waited:.1f} s of waiting; the "
+                         "chunk is not acknowledged and is sent again next run")
+
+    async def _report(self, process_id: int, url: str) -> set[str]:
+        """The lower-cased addresses in an ``invalid_emails`` CSV report."""
+        base, found = urlsplit(self.base_url), urlsplit(url)
+        if found.scheme not in ("http", "https") or not found.netloc:
+            raise SyncFailed(f"{self.name}: import process {process_id}: the invalid_emails "
+                             "report is not a URL")
+        same = (found.scheme, found.netloc) == (base.scheme, base.netloc)
+        # The API key goes to Brevo's API host only, never to a download host.
+        headers = self._headers() if same else {"accept": "text/csv"}
+        response = await self.http.request("GET", url, headers=headers)
+        if response.status_code != 200:
+            raise SyncFailed(f"{self.name}: import process {process_id}: the invalid_emails "
+                             f"report answered HTTP {response.status_code}")
+        refused: set[str] = set()
+        text = response.text.lstrip("\ufeff")
+        dialect = ";" if text.count(";") > text.count(",") else ","
+        for row in csv.reader(io.StringIO(text), delimiter=dialect):
+            for cell in row:
+                value = cell.strip().strip('"').strip().lower()
+                if "@" in value and " " not in value:
+                    refused.add(value)
+        return refused
 
     # pull -------------------------------------------------------------------------
     async def pull(self, position: str, until: datetime) -> AsyncIterator[PullPage]:

@@ -10,11 +10,21 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from service.runtime import Runtime
 from suppression.config import ConnectorSettings
 from suppression.remote_opt_outs import RemoteOptOut
+from suppression.suppression_list import Actor
 from sync import brevo
-from sync.brevo import BLOCKED_PAGE, CONTACTS_PAGE, IMPORT_BATCH, LIST_BATCH, BrevoConnector
+from sync.brevo import (
+    BLOCKED_PAGE,
+    CONTACTS_PAGE,
+    IMPORT_BATCH,
+    IMPORT_POLLS,
+    LIST_BATCH,
+    BrevoConnector,
+)
 from sync.connector import Call, PushItem, Rejection, SyncFailed, WebhookRejected
+from sync.engine import SyncEngine
 from sync.http import RetryPolicy
 from tests.emulators.base import Faults, serve
 from tests.emulators.brevo import BrevoEmulator
@@ -252,6 +262,122 @@ async def test_an_address_the_tool_refuses_is_a_rejection_without_the_address(
     rejections = await push(single, [item(4, "e..f@example.com"), item(5, "g@example.com")])
     assert [r.item.seq for r in rejections] == [4]
     assert emulator.view()["g@example.com"] == {"global"}
+
+
+# the import's background process --------------------------------------------------
+async def test_an_address_the_import_refuses_comes_back_from_the_process_report(
+        emulator: BrevoEmulator, url: str, client: httpx.AsyncClient) -> None:
+    conn = connector(client, url)
+    items = [item(1, "ok@example.com"), item(2, "bad..one@example.com"),
+             item(3, "Also..Bad@Example.com", reason="complaint")]
+    rejections = await push(conn, items)
+    assert sorted(r.item.seq for r in rejections) == [2, 3]
+    for rejection in rejections:
+        assert "invalid_emails" in rejection.problem and "@" not in rejection.problem
+    assert emulator.view() == {"ok@example.com": {"global"}}
+    assert emulator.requests["get_process"] == 1 and emulator.requests["report"] == 1
+    # A clean import has no report to fetch.
+    assert await push(conn, [item(4, "fine@example.com")]) == []
+    assert emulator.requests["report"] == 1
+
+
+async def test_a_slow_import_is_acknowledged_only_once_it_completed(
+        emulator: BrevoEmulator, url: str, client: httpx.AsyncClient) -> None:
+    emulator.process_polls = 3  # queued, in_process, in_process, then completed
+    conn = connector(client, url)
+    assert await push(conn, [item(1, "slow@example.com")]) == []
+    assert emulator.view() == {"slow@example.com": {"global"}}
+    assert emulator.requests["get_process"] == 4
+    assert conn.stats.waited_s > 0  # the retry policy's backoff between polls
+
+
+async def test_an_import_that_never_completes_fails_the_call_within_the_bound(
+        emulator: BrevoEmulator, url: str, client: httpx.AsyncClient) -> None:
+    emulator.stall_imports = True
+    conn = connector(client, url)
+    with pytest.raises(SyncFailed, match="not acknowledged") as raised:
+        await push(conn, [item(1, "stuck@example.com")])
+    assert "@" not in str(raised.value)
+    assert emulator.requests["get_process"] == IMPORT_POLLS
+    assert emulator.view() == {}
+    # The time bound holds too, whatever the number of polls allowed.
+    slow = connector(client, url, policy=RetryPolicy(max_attempts=3, base_delay_s=0.01,
+                                                     max_delay_s=0.01, max_wait_s=0.03))
+    slow.import_polls = 1000
+    with pytest.raises(SyncFailed, match="still in_process"):
+        await push(slow, [item(2, "stuck@example.com")])
+    assert slow.stats.waited_s <= 0.03
+
+
+def test_a_failed_process_fails_the_call_and_the_report_never_gets_the_key() -> None:
+    seen: list[httpx.Request] = []
+    answers: dict[str, object] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/v3/contacts/import":
+            return httpx.Response(202, json={"processId": 9})
+        if request.url.path == "/v3/processes/9":
+            return httpx.Response(200, json=answers["process"])
+        return httpx.Response(200, text="EMAIL;REASON\r\nBad..One@example.com;invalid\r\n")
+
+    async def run() -> list[Rejection]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            return await push(connector(http, "https://api.brevo.test"),
+                              [item(1, "bad..one@example.com"), item(2, "ok@example.com")])
+
+    answers["process"] = {"id": 9, "name": "IMPORTUSER", "status": "completed",
+                          "info": {"import": {"invalid_emails": "https://files.test/r.csv"}}}
+    assert [r.item.seq for r in asyncio.run(run())] == [1]
+    download = seen[-1]
+    assert download.url.host == "files.test" and "api-key" not in download.headers
+    assert seen[1].headers["api-key"] == KEY
+
+    answers["process"] = {"id": 9, "name": "IMPORTUSER", "status": "failed",
+                          "error": "bad file from ann@example.com"}
+    with pytest.raises(SyncFailed, match="import process 9 failed") as raised:
+        asyncio.run(run())
+    assert "@" not in str(raised.value)
+
+    # An older answer shape: a count and no file saying which: done, and said so.
+    answers["process"] = {"id": 9, "name": "IMPORTUSER", "status": "completed",
+                          "info": {"import": {"invalid_emails": 1}}}
+    assert asyncio.run(run()) == []
+
+
+async def test_the_engine_records_refusals_and_retries_an_unfinished_import(
+        runtime: Runtime, emulator: BrevoEmulator, url: str, client: httpx.AsyncClient
+) -> None:
+    by = Actor(channel="cli", actor="cli")
+    for address in ("first@example.com", "second@example.com"):
+        await runtime.suppressions.suppress(address, topic=None, reason="unsubscribe", by=by)
+    conn = connector(client, url)
+    sync = SyncEngine(runtime.store, runtime.hasher, {"brevo": conn}, clock=runtime.clock)
+
+    # Brevo's backlog: the import never completes within the bound.
+    emulator.stall_imports = True
+    report = (await sync.run(pull=False))["brevo"]
+    assert report.error and "not acknowledged" in report.error
+    assert (report.pushed, report.cursor) == (0, 0)  # the cursor did not move
+    assert emulator.view() == {}
+
+    # The next run imports the chunk again and it goes through.
+    emulator.stall_imports = False
+    tip = await runtime.store.ledger_length()
+    report = (await sync.run(pull=False))["brevo"]
+    assert (report.error, report.pushed, report.cursor) == (None, 2, tip)
+    assert emulator.view() == {"first@example.com": {"global"},
+                               "second@example.com": {"global"}}
+
+    # An address Brevo refuses in the import is recorded as a rejection, not retried.
+    await runtime.suppressions.suppress("third@example.com", topic=None,
+                                        reason="unsubscribe", by=by)
+    emulator.refuse.add("third@example.com")  # Brevo checks more than we do
+    report = (await sync.run(pull=False))["brevo"]
+    assert report.error is None
+    assert (report.pushed, report.rejected) == (0, 1)
+    assert await runtime.store.sync_rejections("brevo") == 1
+    assert report.cursor == await runtime.store.ledger_length()
 
 
 async def test_a_wrong_key_stops_with_the_variable_named(

@@ -5,10 +5,18 @@ Endpoints (under ``/v3``; key in the ``api-key`` header, else 401
 ``{"code", "message"}``):
 
 - ``POST /contacts/import``: ``jsonBody`` (10 MB at most) and ``listIds`` or ``newList``
-  are mandatory (400 ``missing_parameter``); contacts are created or updated (unless
+  are mandatory (400 ``missing_parameter``); 202 ``{"processId"}``. The work is done in
+  the background, as at Brevo: the process is ``queued``, then ``in_process``, and only
+  when it is ``completed`` are contacts created or updated (unless
   ``updateExistingContacts`` is false), blocklisted when ``emailBlacklist`` is true and
-  added to the lists. Invalid addresses are skipped, as the background import does.
-  202 ``{"processId"}`` (the work is done at once here).
+  added to the lists. Invalid addresses are refused and listed in the import report.
+- ``GET /processes/{processId}`` (https://developers.brevo.com/reference/get-process):
+  ``{"id", "name": "IMPORTUSER", "status"}``; a completed import adds ``info.import``
+  whose ``invalid_emails`` is the URL of a CSV file of the refused rows (null when none;
+  the other report fields are null). 404 ``document_not_found`` for an unknown process.
+  Here a process completes at the poll after ``process_polls`` unfinished answers (0:
+  at the first poll), and never while ``stall_imports`` is set.
+- ``GET /reports/{token}.csv``: a report file (a pre-signed download: no API key).
 - ``POST /contacts``: 201 ``{"id"}`` for a new contact; with ``updateEnabled`` an
   existing one is updated (204), else 400 ``duplicate_parameter``.
 - ``PUT /contacts/{identifier}`` (``emailBlacklisted``, ``listIds``, ``unlinkListIds``)
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterable
@@ -75,6 +84,22 @@ def brevo_time(at: datetime) -> str:
 
 def valid_email(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= 254 and bool(_EMAIL.fullmatch(value))
+
+
+@dataclass
+class Process:
+    """A background import: what it will do, and how far it is."""
+
+    id: int
+    rows: list[dict[str, Any]]
+    list_ids: list[int]
+    blacklist: bool
+    update: bool
+    polls: int = 0
+    status: str = "queued"
+    invalid: list[str] = field(default_factory=list)
+    report: str | None = None
+    """The token of its invalid_emails report, once completed with refused rows."""
 
 
 @dataclass
@@ -129,6 +154,17 @@ class BrevoEmulator(Emulator):
         """Blocked transactional contacts, oldest first."""
         self.deleted: set[str] = set()
         self.processes = 0
+        self.jobs: dict[int, Process] = {}
+        """Background imports by process id."""
+        self.reports: dict[str, str] = {}
+        """Report token -> CSV text."""
+        self.process_polls = 0
+        """Unfinished answers a process gives before it completes (0: at the first poll)."""
+        self.stall_imports = False
+        """While set, no import process completes (a Brevo backlog)."""
+        self.refuse: set[str] = set()
+        """Lower-cased addresses the background import refuses although they look valid
+        (Brevo's own checks go further than syntax)."""
         self._next_id = 1
         self._last_ms = 0
         self._mutex = threading.RLock()
@@ -146,9 +182,14 @@ class BrevoEmulator(Emulator):
                    "add_to_list", self.add_to_list)
         self.route("GET", P + r"/smtp/blockedContacts", "blocked_contacts",
                    self.blocked_contacts)
+        self.route("GET", P + r"/processes/(?P<process_id>[^/]+)", "get_process",
+                   self.get_process)
+        self.route("GET", r"/reports/(?P<token>[A-Za-z0-9_-]+)\.csv", "report", self.report)
 
     # the tool's answers ---------------------------------------------------------------
     def authorised(self, request: Request) -> bool:
+        if request.path.startswith("/reports/"):
+            return True  # a pre-signed download URL: the token in it is the key
         return request.headers.get("api-key") == self.api_key
 
     def unauthorised(self) -> Response:
@@ -318,22 +359,71 @@ class BrevoEmulator(Emulator):
                         return error(400, "invalid_parameter", "newList needs a listName")
                     list_ids.append(max(self.lists, default=0) + 1)
                     self.lists.add(list_ids[-1])
-                update = body.get("updateExistingContacts", True) is not False
-                for row in rows:
-                    email = row.get("email") or (row.get("attributes") or {}).get("EMAIL")
-                    if not valid_email(email):
-                        continue  # the import report lists it; nothing else happens
-                    if not update and email.lower() in self.contacts:
-                        continue
-                    contact = self._upsert(email, self._now())
-                    contact.list_ids.update(list_ids)
-                    for n in list_ids:
-                        contact.list_unsubscribed.discard(n)
-                        contact.removed.discard(n)
-                    if body.get("emailBlacklist") is True:
-                        contact.email_blacklisted = True
                 self.processes += 1
+                self.jobs[self.processes] = Process(
+                    self.processes, [dict(r) for r in rows], list_ids,
+                    body.get("emailBlacklist") is True,
+                    body.get("updateExistingContacts", True) is not False)
                 return Response(202, {"processId": self.processes})
+
+    def _run_import(self, job: Process) -> None:
+        """What the background import does once it runs (under the mutex)."""
+        for row in job.rows:
+            email = row.get("email") or (row.get("attributes") or {}).get("EMAIL")
+            if not isinstance(email, str) or not valid_email(email) \
+                    or email.lower() in self.refuse:
+                job.invalid.append(str(email or ""))  # in the report; nothing else
+                continue
+            if not job.update and email.lower() in self.contacts:
+                continue
+            contact = self._upsert(email, self._now())
+            contact.list_ids.update(job.list_ids)
+            for n in job.list_ids:
+                contact.list_unsubscribed.discard(n)
+                contact.removed.discard(n)
+            if job.blacklist:
+                contact.email_blacklisted = True
+        job.status = "completed"
+        if job.invalid:
+            token = secrets.token_urlsafe(12)
+            self.reports[token] = "EMAIL\n" + "".join(f"{e}\n" for e in job.invalid)
+            job.report = token
+
+    async def get_process(self, request: Request) -> Response:
+        try:
+            process_id = int(request.params["process_id"])
+        except ValueError:
+            return error(400, "invalid_parameter", "processId must be a number")
+        async with self.lock:
+            with self._mutex:
+                job = self.jobs.get(process_id)
+                if job is None:
+                    return error(404, "document_not_found", "Process does not exist")
+                if job.status != "completed":
+                    job.polls += 1
+                    if not self.stall_imports and job.polls > self.process_polls:
+                        self._run_import(job)
+                    elif job.polls > 1:
+                        job.status = "in_process"
+                answer: dict[str, Any] = {"id": job.id, "name": "IMPORTUSER",
+                                          "status": job.status}
+                if job.status == "completed":
+                    host = request.headers.get("host", "localhost")
+                    answer["info"] = {"import": {
+                        "invalid_emails": f"http://{host}/reports/{job.report}.csv"
+                        if job.report else None,
+                        "duplicate_contact_id": None, "duplicate_ext_id": None,
+                        "duplicate_email_id": None, "duplicate_phone_id": None,
+                        "duplicate_whatsapp_id": None, "duplicate_landline_number_id": None,
+                    }}
+                return Response(200, answer)
+
+    async def report(self, request: Request) -> Response:
+        with self._mutex:
+            text = self.reports.get(request.params["token"])
+        if text is None:
+            return error(404, "document_not_found", "Not found")
+        return Response(200, text.encode("utf-8"), content_type="text/csv")
 
     async def create_contact(self, request: Request) -> Response:
         body, problem = self._body(request)

@@ -72,6 +72,8 @@ def test_fixture(name: str) -> None:
         expected["automatic"],
         expected["addresses"],
     ), result.reasons
+    if "causes" in expected:
+        assert [f.cause for f in result.failures] == expected["causes"]
     if "bounce_permanent" in expected:
         assert result.bounce_permanent is expected["bounce_permanent"]
         assert result.bounce_status is not None
@@ -357,8 +359,9 @@ def test_only_trusted_or_topmost_results_count() -> None:
         "mx2.itcare.example; dkim=pass header.d=example.com",
         trusted_authserv_ids=("mx.itcare.example", "MX2.itcare.example"),
     )
-    # Without: only the topmost (added last, by our own server) is read.
-    assert auth("anything; dkim=pass header.d=example.com", ours, trusted_authserv_ids=())
+    # Without: nothing is believed (RFC 8601 §5), not even the topmost header, which is
+    # the sender's own where the receiving server adds none.
+    assert not auth("anything; dkim=pass header.d=example.com", ours, trusted_authserv_ids=())
     assert not auth(ours, "anything; dkim=pass header.d=example.com", trusted_authserv_ids=())
 
 
@@ -367,7 +370,7 @@ def test_results_without_authserv_id_and_with_comments() -> None:
         "spf=pass (sender IP is 198.51.100.1; see x) smtp.mailfrom=mail.example.com; "
         "dkim=none (message not signed) header.d=none;dmarc=none action=none header.from=x;"
     )
-    assert auth(header, trusted_authserv_ids=())
+    assert not auth(header, trusted_authserv_ids=())  # nothing is trusted
     assert not auth(header)  # no authserv-id cannot be a trusted one
     assert auth('mx.itcare.example 1; dkim=pass reason="a;b (c)" header.d=example.com')
 
@@ -474,7 +477,12 @@ def test_dsn_with_only_original_recipient_and_mixed_actions() -> None:
         b"\r\n--b--\r\n"
     )
     result = run(raw)
-    assert (result.kind, result.addresses) == ("bounce", ("one@example.net",))
+    # Each recipient has its own verdict: the failed one is hard, the delayed one soft.
+    assert (result.kind, result.addresses) == ("bounce", ("one@example.net", "two@example.net"))
+    assert [(f.address, f.permanent, f.status, f.cause) for f in result.failures] == [
+        ("one@example.net", True, "5.1.1", "no_such_user"),
+        ("two@example.net", False, "4.4.1", "network"),
+    ]
     assert (result.bounce_permanent, result.bounce_status) == (True, "5.1.1")
     assert result.automatic
 

@@ -102,10 +102,10 @@ def from_authenticated(
         return False, None
     headers = [header_str(v) for v in raw_header(msg, "authentication-results")]
     trusted_ids = {t.strip().lower() for t in trusted}
-    if trusted_ids:
-        chosen = [h for h in headers if _parse_auth_results(h)[0] in trusted_ids]
-    else:
-        chosen = headers[:1]
+    # RFC 8601 §5: a header from an authserv-id we do not know must not be interpreted.
+    # With none configured, nothing is believed (the topmost header can be the sender's
+    # own when the receiving server adds none).
+    chosen = [h for h in headers if trusted_ids and _parse_auth_results(h)[0] in trusted_ids]
     for header in chosen:
         _, results = _parse_auth_results(header)
         for res in results:

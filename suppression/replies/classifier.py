@@ -12,21 +12,36 @@ from email.utils import collapse_rfc2231_value, parsedate_to_datetime
 
 from suppression.replies.authentication import from_authenticated
 from suppression.replies.autoreplies import AUTO_REPLY_SUBJECT_RULES, auto_reply_reasons
-from suppression.replies.bounces import Bounce, classic_bounce, rfc_bounce
+from suppression.replies.bounces import (
+    Bounce,
+    classic_bounce,
+    failure_evidence,
+    is_daemon_sender,
+    rfc_bounce,
+)
+from suppression.replies.complaints import Complaint, NotAComplaint, complaint
 from suppression.replies.html_text import html_to_text
 from suppression.replies.intent import (
     RIGHTS_RULES,
     UNSUBSCRIBE_RULES,
     Rule,
     guess_language,
+    keeps_subscription,
     matching_rules,
     plain_hits,
 )
 from suppression.replies.limits import MAX_MESSAGE_ID, MAX_SUBJECT, MAX_TEXT, MAX_WORK_TEXT
 from suppression.replies.mime import collect_body, iter_parts, parse_message, shrink_raw
-from suppression.replies.model import Classification, Kind, Language, RequestKind
+from suppression.replies.model import (
+    Classification,
+    Kind,
+    Language,
+    RecipientFailure,
+    RequestKind,
+)
 from suppression.replies.quotes import REPLY_SUBJECT, split_quoted
 from suppression.replies.senders import from_addresses, header_recipients, mailto_token
+from suppression.replies.ses_notifications import SesComplaint, ses_notification
 from suppression.replies.text import (
     CONTROL_CHARS,
     TAG_LIKE,
@@ -110,10 +125,18 @@ def classify(
         )
 
 
+def _normalise_line_ends(raw: bytes) -> bytes:
+    """CRLF and CR-only line ends as LF, so that a message classifies the same whatever
+    the mail store or transfer wrote (RFC 5322 says CRLF; Maildir and mbox say LF)."""
+    if b"\r" not in raw:
+        return raw
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
 def _classify(
     raw: bytes, unsubscribe_address: str | None, trusted: tuple[str, ...]
 ) -> Classification:
-    data, truncated = shrink_raw(raw)
+    data, truncated = shrink_raw(_normalise_line_ends(raw))
     msg, complete = parse_message(data)
     reasons: list[str] = ["truncated"] if truncated else []
     if not complete:
@@ -158,7 +181,7 @@ def _classify(
         addresses: tuple[str, ...] = (),
         language: Language | None = None,
         token: str | None = None,
-        bounce: Bounce | None = None,
+        failures: tuple[RecipientFailure, ...] = (),
         extra: Iterable[str] = (),
     ) -> Classification:
         return Classification(
@@ -167,8 +190,9 @@ def _classify(
             addresses=addresses,
             language=language,
             token=token,
-            bounce_permanent=bounce.permanent if bounce else None,
-            bounce_status=bounce.status if bounce else None,
+            bounce_permanent=any(f.permanent for f in failures) if failures else None,
+            bounce_status=next((f.status for f in failures if f.status), None),
+            failures=failures,
             reasons=dedupe([*extra, *reasons]),
             message_id=message_id,
             sender=sender,
@@ -178,36 +202,64 @@ def _classify(
             received_at=received_at,
         )
 
+    def bounce_result(bounce: Bounce, extra: Iterable[str] = ()) -> Classification:
+        return result(
+            "bounce",
+            bounce.automatic and bool(bounce.failures),
+            addresses=dedupe(f.address for f in bounce.failures),
+            language=text_language,
+            failures=bounce.failures,
+            extra=[*bounce.reasons, *extra],
+        )
+
     ctype = msg.get_content_type()
     report_type = collapse_rfc2231_value(msg.get_param("report-type", "") or "").strip().lower()
     text_language = guess_language(folded_new, [])
+    own = frozenset(a for a in (valid_address(unsubscribe_address or ""),) if a)
 
-    # 1. bounces
+    # 1. complaints: a feedback-loop report suppresses the recipient who complained
+    notification = ses_notification(text) if "{" in text else None
+    if isinstance(notification, SesComplaint):
+        return result("complaint", bool(notification.addresses),
+                      addresses=notification.addresses, extra=notification.reasons)
+    reported = complaint(msg, body.feedback_reports, body.originals, sender, subject, own)
+    if isinstance(reported, Complaint):
+        return result("complaint", bool(reported.addresses), addresses=reported.addresses,
+                      extra=reported.reasons)
+    if isinstance(reported, NotAComplaint):
+        return result("other", False, extra=[f"arf:{reported.feedback_type}"])
+
+    # 2. bounces: a delivery-status report, SES's JSON, or a plain-text MTA bounce
     bounce, dsn_actions = rfc_bounce(body.delivery_status)
-    if bounce is None and not dsn_actions:
-        bounce = classic_bounce(msg, pairs, subject, text, unsubscribe_address)
     if bounce is not None:
-        return result(
-            "bounce",
-            bounce.automatic,
-            addresses=bounce.addresses,
-            language=text_language,
-            bounce=bounce,
-            extra=bounce.reasons,
-        )
+        return bounce_result(bounce)
+    if notification is not None:
+        return bounce_result(notification)
+    daemon = is_daemon_sender(msg, pairs)
+    if not dsn_actions:
+        classic = classic_bounce(msg, pairs, subject, text, body.originals, unsubscribe_address)
+        if classic is not None:
+            return bounce_result(classic)
 
-    # 2. auto-replies (and delivery/read receipts, which are just as automatic)
+    # 3. auto-replies (and delivery/read receipts, which are just as automatic) -- only
+    # when nothing in them says a delivery failed: such a message goes to a human.
     auto = auto_reply_reasons(msg, ctype, report_type)
-    if bounce is None and dsn_actions:  # a delivery report without failures ("delivered")
+    if dsn_actions:  # a delivery report without failures ("delivered", "relayed")
         auto.extend(f"dsn:{action}" for action in dedupe(dsn_actions))
     folded_subject = fold(subject)
     subject_hits = matching_rules(AUTO_REPLY_SUBJECT_RULES, folded_subject)
     auto.extend(f"subject:{rule.label}" for rule in subject_hits)
-    if auto:
+    evidence = not dsn_actions and failure_evidence("\n".join(new_lines), subject)
+    if auto and not evidence:
         language = subject_hits[0].language if subject_hits else text_language
         return result("auto_reply", True, language=language, extra=auto)
+    if evidence and (auto or daemon):
+        return result("bounce", False, language=text_language,
+                      extra=["failure_evidence", *auto, *(["daemon_sender"] if daemon else [])])
+    if daemon:  # a mail system writes no requests: whatever it says, a human reads it
+        return result("other", False, language=text_language, extra=["daemon_sender"])
 
-    # 3. tokenised mailto unsubscribe
+    # 4. tokenised mailto unsubscribe
     token = mailto_token(header_recipients(msg), unsubscribe_address)
     if token is not None:
         return result(
@@ -219,7 +271,7 @@ def _classify(
             extra=["mailto:token"],
         )
 
-    # 4./5. requests in the new text
+    # 5./6. requests in the new text
     rights_kind: RequestKind | None = None
     rights_hits: list[Rule] = []
     for kind, rules in RIGHTS_RULES:
@@ -249,7 +301,7 @@ def _classify(
         )
 
     checks: list[str] = []
-    if negated_hits and unsubscribe_hits is negated_hits:
+    if negated_hits or keeps_subscription(folded_new):
         checks.append("negated")
     if any(a != sender for a in named):
         checks.append("sender_differs")
@@ -257,6 +309,8 @@ def _classify(
         checks.append("not_authenticated")
     if not addresses:
         checks.append("no_address")
+    if body.delivery_status or body.feedback_reports or (body.originals and daemon):
+        checks.append("report_parts")
     return result(
         "unsubscribe",
         not checks,

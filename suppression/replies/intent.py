@@ -249,16 +249,31 @@ RIGHTS_RULES: tuple[tuple[RequestKind, tuple[Rule, ...]], ...] = (
 )
 
 
-# Words that, a few words before an unsubscribe keyword in the same clause, turn it around
-# ("I don't want to unsubscribe", "ik wil me niet afmelden", "je ne veux pas me
-# desinscrire", "ich will mich nicht abmelden"). Such messages go to a human.
+# Words that, before an unsubscribe keyword in the same sentence or right after it, turn
+# it around ("I do NOT want to unsubscribe", "not looking to unsubscribe", "please don't
+# remove me", "ik wil me niet afmelden", "je ne veux pas me desinscrire", "ich will mich
+# nicht abmelden", "unsubscribe? not me"). Such messages go to a human.
 NEGATIONS = frozenset(
-    {"not", "don't", "dont", "never", "didn't", "won't", "cannot", "can't"}  # en
-    | {"niet", "nooit"}  # nl
-    | {"pas", "jamais"}  # fr
-    | {"nicht", "nie", "niemals"}  # de
+    {"not", "don't", "dont", "never", "didn't", "didnt", "won't", "wont", "cannot", "can't",
+     "cant", "doesn't", "doesnt", "wouldn't", "wouldnt", "shouldn't", "isn't", "wasn't",
+     "neither", "nor", "no,", "nope"}  # en
+    | {"niet", "nooit", "niets"}  # nl
+    | {"pas", "jamais", "point"}  # fr
+    | {"nicht", "nie", "niemals", "nichts"}  # de
 )
-_NEGATION_WINDOW = 4
+_WORDS_AFTER = 3  # "unsubscribe is not what I want", "unsubscribe? no, not me"
+# A person who wants to stay, or to come back, is never unsubscribed by a machine.
+KEEP_SUBSCRIPTION = re.compile(
+    r"keep\s+(?:me|us|my\s+\S+)\s+(?:subscribed|on\s+(?:the|your)|in\s+the)"
+    r"|(?:stay|remain)\s+(?:subscribed|on\s+(?:the|your))|still\s+(?:want|wish|like)\s+to"
+    r"|continue\s+(?:to\s+receive|receiving|getting)|by\s+(?:mistake|accident)"
+    r"|accidentally|re-?subscribe|subscribe\s+(?:me\s+)?again|sign\s+(?:me\s+)?(?:back\s+)?up\s+again"
+    r"|ingeschreven\s+blijven|blijven\s+ontvangen|per\s+(?:ongeluk|vergissing)"
+    r"|opnieuw\s+(?:aanmelden|inschrijven)|weer\s+(?:aanmelden|inschrijven)"
+    r"|rester\s+(?:inscrit|abonne)|continuer\s+a\s+recevoir|par\s+erreur|me\s+reinscrire"
+    r"|me\s+reabonner|weiterhin\s+(?:erhalten|bekommen|abonniert|empfangen)"
+    r"|(?:angemeldet|abonniert)\s+bleiben|versehentlich|wieder\s+(?:anmelden|abonnieren)"
+)
 
 # Words for guessing the language of a text that matched no keyword.
 _STOPWORD_TEXT: dict[Language, str] = {
@@ -297,21 +312,31 @@ def matching_rules(rules: Iterable[Rule], folded: str) -> list[Rule]:
     return [rule for rule in rules if rule.pattern.search(folded)]
 
 
-def _negated(folded: str, start: int) -> bool:
-    """A negation among the few words before ``start`` in the same clause."""
-    clause = re.split(r"[.,;:!?()]", folded[max(0, start - 200) : start])[-1]
-    return any(word in NEGATIONS for word in clause.split()[-_NEGATION_WINDOW:])
+_SENTENCE_END = re.compile(r"[.!?;\n]")
+
+
+def _negated(folded: str, start: int, end: int) -> bool:
+    """A negation before ``start`` in the same sentence, or in the few words after ``end``."""
+    sentence = _SENTENCE_END.split(folded[max(0, start - 300) : start])[-1]
+    after = " ".join(re.split(r"[\n,.;:!?]", folded[end : end + 80])[0].split()[:_WORDS_AFTER])
+    words = [w.strip(",:()\"'") for w in (sentence + " " + after).split()]
+    return any(word in NEGATIONS or word + "," in NEGATIONS for word in words)
+
+
+def keeps_subscription(folded: str) -> bool:
+    return bool(KEEP_SUBSCRIPTION.search(folded))
 
 
 def plain_hits(rules: Iterable[Rule], folded: str) -> tuple[list[Rule], list[Rule]]:
-    """(hits, negated hits): "I do not want to unsubscribe" is not a request."""
+    """(hits, negated hits): "I do not want to unsubscribe" is not a request; a rule that
+    is negated anywhere in the text is a negated hit (a human reads it)."""
     hits: list[Rule] = []
     negated: list[Rule] = []
     for rule in rules:
         matches = list(rule.pattern.finditer(folded))
         if not matches:
             continue
-        if all(_negated(folded, m.start()) for m in matches):
+        if any(_negated(folded, m.start(), m.end()) for m in matches):
             negated.append(rule)
         else:
             hits.append(rule)

@@ -138,21 +138,56 @@ class Body(NamedTuple):
     plain: list[str]
     html: list[str]
     delivery_status: list[Message]
+    """message/delivery-status parts (RFC 3464), and text parts that carry one."""
+    feedback_reports: list[Message]
+    """message/feedback-report parts (RFC 5965 ARF)."""
+    originals: list[Message]
+    """Returned or reported messages: message/rfc822, text/rfc822-headers (headers only)."""
     has_attachments: bool
 
 
+_DSN_FIELDS = re.compile(r"^(?:final|original)-recipient\s*:", re.IGNORECASE | re.MULTILINE)
+_ARF_FIELDS = re.compile(r"^feedback-type\s*:", re.IGNORECASE | re.MULTILINE)
+
+
+def _original(part: Message) -> Message | None:
+    """The message inside a message/rfc822 part, or the headers of text/rfc822-headers."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return next((p for p in payload if isinstance(p, Message)), None)
+    data = payload_bytes(part)
+    if not data.strip():
+        return None
+    try:
+        return BytesParser().parsebytes(data[:MAX_PARSE_BYTES], headersonly=True)
+    except Exception:
+        return None
+
+
 def collect_body(msg: Message) -> Body:
-    body = Body([], [], [], False)
+    body = Body([], [], [], [], [], False)
     has_attachments = False
     recovered = 0
     queue = [msg]
+    report_type = (msg.get_param("report-type") or "") if msg.get_content_type() == (
+        "multipart/report") else ""
     while queue:
         root = queue.pop(0)
         for part, _depth in iter_parts(root):
             ctype = part.get_content_type()
             maintype = part.get_content_maintype()
-            if ctype == "message/delivery-status":
+            if ctype in ("message/delivery-status", "message/global-delivery-status"):
                 body.delivery_status.append(part)
+                continue
+            if ctype == "message/feedback-report":
+                body.feedback_reports.append(part)
+                continue
+            if ctype in ("message/rfc822", "text/rfc822-headers", "message/global",
+                         "message/global-headers"):
+                original = _original(part)
+                if original is not None and len(body.originals) < 5:
+                    body.originals.append(original)
+                has_attachments = True
                 continue
             if maintype == "multipart":
                 if part.is_multipart():
@@ -167,7 +202,15 @@ def collect_body(msg: Message) -> Body:
             if part is not msg and (maintype != "text" or _is_attachment(part)):
                 has_attachments = True
                 continue
-            if ctype == "text/plain":
+            if ctype == "text/plain" and part is not msg and isinstance(report_type, str):
+                # A report whose machine-readable part was sent as text/plain.
+                text = decode_bytes(payload_bytes(part), _part_charset(part))
+                if report_type.lower() == "delivery-status" and _DSN_FIELDS.search(text):
+                    body.delivery_status.append(part)
+                elif report_type.lower() == "feedback-report" and _ARF_FIELDS.search(text):
+                    body.feedback_reports.append(part)
+                body.plain.append(text)
+            elif ctype == "text/plain":
                 body.plain.append(decode_bytes(payload_bytes(part), _part_charset(part)))
             elif ctype == "text/html":
                 body.html.append(decode_bytes(payload_bytes(part), _part_charset(part)))

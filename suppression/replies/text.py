@@ -111,6 +111,8 @@ def valid_address(candidate: str) -> str | None:
     """normalise(), or None for anything unusable (including CR/LF and other controls)."""
     if not candidate or _LINE_CONTROL.search(candidate) or len(candidate) > 320:
         return None
+    if "=?" in candidate or "?=" in candidate:
+        return None  # an RFC 2047 encoded word left undecoded is never an address
     try:
         return normalise(candidate)
     except InvalidAddress:
@@ -123,9 +125,6 @@ def dedupe(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-
-
-
 def _looks_like_message_id(local: str, domain: str) -> bool:
     domain = domain.lower()
     if domain.endswith(_MESSAGE_ID_DOMAINS):
@@ -136,20 +135,24 @@ def _looks_like_message_id(local: str, domain: str) -> bool:
     return len(local) >= 16 and digits >= 8
 
 
-def addresses_in(lines: Iterable[str]) -> list[str]:
-    found: list[str] = []
-    for line in lines:
-        if "@" not in line or _MESSAGE_ID_CONTEXT.search(line):
+def address_spans(line: str) -> list[tuple[str, int, int]]:
+    """(normalised address, start, end) of each address in one line of text."""
+    if "@" not in line or _MESSAGE_ID_CONTEXT.search(line):
+        return []
+    found: list[tuple[str, int, int]] = []
+    for match in _ADDRESS_IN_TEXT.finditer(line[:5_000]):
+        candidate = match.group(1).strip(".").lstrip("'`")
+        local, _, domain = candidate.rpartition("@")
+        if _looks_like_message_id(local, domain):
             continue
-        for match in _ADDRESS_IN_TEXT.finditer(line[:5_000]):
-            candidate = match.group(1).strip(".")
-            local, _, domain = candidate.rpartition("@")
-            if _looks_like_message_id(local, domain):
-                continue
-            address = valid_address(candidate)
-            if address is not None:
-                found.append(address)
+        address = valid_address(candidate)
+        if address is not None:
+            found.append((address, match.end(1) - len(candidate), match.end(1)))
     return found
+
+
+def addresses_in(lines: Iterable[str]) -> list[str]:
+    return [address for line in lines for address, _, _ in address_spans(line)]
 
 
 def is_own_mailbox(address: str, unsubscribe_address: str | None) -> bool:

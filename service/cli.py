@@ -29,6 +29,20 @@ CLI_ACTOR = Actor(channel="cli", actor="cli")
 SUPPRESSION_REASONS = ("staff", "unsubscribe", "objection", "complaint", "hard_bounce")
 
 
+UNTRUSTED_MAILBOX = (
+    "warning: [mailbox] trusted_authserv_ids is empty: no Authentication-Results header is "
+    "believed, so unsubscribe requests written by people go to the review queue"
+)
+
+
+def warn_untrusted_mailbox(settings: Settings, *, in_use: bool = False) -> None:
+    """One line on stderr when the privacy mailbox is used (IMAP set up, or ``in_use``:
+    an inbox ingest/fetch) and no mail server is trusted for Authentication-Results."""
+    box = settings.mailbox
+    if not box.trusted_authserv_ids and (in_use or box.imap_configured):
+        click.echo(UNTRUSTED_MAILBOX, err=True)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -112,6 +126,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     except ConfigError as exc:
         fail(f"bad configuration: {exc}", 2)
     listen_host, listen_port = host or settings.host, port or settings.port
+    warn_untrusted_mailbox(settings)
     click.echo(
         f"mailprefs listening on http://{listen_host}:{listen_port} (links point at "
         f"{settings.base_url}; config: {settings.source}; database: {settings.database})",

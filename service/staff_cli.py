@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from service.api.auth import ROLES
-from service.cli import Context, emit_json, fail, main, pass_ctx
+from service.cli import Context, _progress, emit_json, fail, main, pass_ctx, warn_untrusted_mailbox
 from service.runtime import Runtime
 from service.staff import actions
 from service.staff.actions import ActionError
@@ -39,8 +39,9 @@ def _report(report: actions.IngestReport, as_json: bool, extra: dict[str, Any]) 
         emit_json({**report.as_dict(), **extra})
         return
     states = ", ".join(f"{n} {s}" for s, n in sorted(report.by_state.items())) or "none new"
+    skipped = f"; {report.skipped} file(s) skipped (not mail)" if report.skipped else ""
     click.echo(f"read {report.read} message(s): {report.stored} new ({states}), "
-               f"{report.duplicates} already stored")
+               f"{report.duplicates} already stored{skipped}")
 
 
 @inbox.command("ingest")
@@ -49,10 +50,21 @@ def _report(report: actions.IngestReport, as_json: bool, extra: dict[str, Any]) 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def inbox_ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
-    """Store and classify mail from .eml files, mbox files or Maildir folders; apply
-    what is safe (tokenised unsubscribes, hard bounces, own unsubscribe requests) and
-    queue the rest. The same mail twice is stored once."""
-    report = _run(ctx, lambda rt: actions.ingest_paths(rt, list(paths)))
+    """Store and classify mail from .eml files, mbox files, Maildir folders or plain
+    folders of message files (searched recursively; .msg and files that are not mail
+    are skipped); apply what is safe (tokenised unsubscribes, bounces, complaints, own
+    unsubscribe requests) and queue the rest. The same mail twice is stored once."""
+    warn_untrusted_mailbox(ctx.settings, in_use=True)
+
+    async def work(rt: Runtime) -> actions.IngestReport:
+        with _progress(0, "ingesting mail") as bar:
+            def advance(done: int, total: int) -> None:
+                if bar is not None:
+                    bar.update(bar.task_ids[0], completed=done, total=total)
+
+            return await actions.ingest_paths(rt, list(paths), advance)
+
+    report = _run(ctx, work)
     _report(report, as_json, {})
 
 
@@ -65,6 +77,7 @@ def inbox_fetch(ctx: Context, limit: int | None, as_json: bool) -> None:
     moved to the processed folder once it is stored."""
     from service.imap_fetch import MailboxError
 
+    warn_untrusted_mailbox(ctx.settings, in_use=True)
     try:
         report, fetched = ctx.run(lambda rt: actions.fetch(rt, limit))
     except MailboxError as exc:
@@ -79,6 +92,7 @@ def inbox_fetch(ctx: Context, limit: int | None, as_json: bool) -> None:
 @pass_ctx
 def inbox_queue(ctx: Context, as_json: bool) -> None:
     """Messages waiting for a person: overdue rights requests first."""
+    warn_untrusted_mailbox(ctx.settings)
     items = _run(ctx, lambda rt: rt.store.inbox_queue())
     if as_json:
         emit_json([{"id": i.id, "kind": i.kind, "due_date": i.due_date, "subject": i.subject,
@@ -99,6 +113,7 @@ def inbox_queue(ctx: Context, as_json: bool) -> None:
 def inbox_decide(ctx: Context, item_id: int, decision: str, addresses: tuple[str, ...]
                  ) -> None:
     """Apply a queued message (unsubscribe its addresses), dismiss it, or mark it done."""
+    warn_untrusted_mailbox(ctx.settings)
     done = _run(ctx, lambda rt: actions.decide(rt, item_id, decision, ACTOR,
                                                list(addresses) or None))
     click.echo(f"#{done.id}: {done.state}")

@@ -173,7 +173,17 @@ class MailboxSettings:
     Empty: links carry no mailto."""
     trusted_authserv_ids: tuple[str, ...] = ()
     """Authentication-Results headers from these servers (your own MTA) are trusted;
-    empty: only the topmost one."""
+    empty: none is (unsubscribe requests written by people then wait for review)."""
+    soft_bounce_limit: int = 3
+    """This many soft bounces of one address within ``soft_bounce_days`` suppress it
+    (reason ``soft_bounce``, never lifted automatically)."""
+    soft_bounce_days: int = 30
+    """The window, in days, in which soft bounces are counted."""
+
+    @property
+    def imap_configured(self) -> bool:
+        """An IMAP account is set up (a user, or a server other than the default)."""
+        return bool(self.user) or self.host != MailboxSettings.host
 
 
 @dataclass(frozen=True)
@@ -342,7 +352,8 @@ _KNOWN_TABLES = {
     "limits": {"subscribe_per_minute"},
     "sync": {"interval_seconds", "timeout_seconds", "max_attempts", "retry_base_seconds"},
     "mailbox": {"host", "port", "security", "ca_file", "user", "password_env", "folder",
-                "processed_folder", "address", "unsubscribe_address", "trusted_authserv_ids"},
+                "processed_folder", "address", "unsubscribe_address", "trusted_authserv_ids",
+                "soft_bounce_limit", "soft_bounce_days"},
 }
 _ARRAYS = ("topics", "brands", "connectors")
 
@@ -661,4 +672,6 @@ def _parse_mailbox(data: Mapping[str, Any], base: Path, file: str) -> MailboxSet
         address=str(box.table.get("address", d.address)),
         unsubscribe_address=unsubscribe,
         trusted_authserv_ids=tuple(ids),
+        soft_bounce_limit=box.integer("soft_bounce_limit", d.soft_bounce_limit, 1, 1_000_000),
+        soft_bounce_days=box.integer("soft_bounce_days", d.soft_bounce_days, 1, 36_600),
     )

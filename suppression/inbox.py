@@ -5,8 +5,14 @@ Message-ID, else a hash of its bytes) and applies what is safe to apply without 
 human, so the message and its effect are committed together or not at all:
 
 - a valid tokenised ``List-Unsubscribe`` mailto: unsubscribe (channel ``mailto``);
-- a permanent bounce (5.x.x): a hard-bounce suppression of each failed recipient;
-  a temporary one (4.x.x) is recorded and suppresses nothing;
+- a bounce, per failed recipient: hard (the address itself fails: no such user, unknown
+  domain, mailbox disabled) suppresses it at once (reason ``hard_bounce``); soft
+  (mailbox full, policy, reputation, temporary, ...) is recorded, and the
+  ``SoftBounceLimit.limit``-th soft bounce within ``days`` days suppresses it (reason
+  ``soft_bounce``); neither is ever lifted automatically;
+- a complaint (a feedback-loop / abuse report): each reported recipient we know
+  (a contact or a history under its keyed hash) is suppressed (reason ``complaint``);
+  never the reporter, and never a new contact; nobody known: queued;
 - an auto-reply: ignored (never an unsubscribe);
 - an unsubscribe written by the person themselves, from an authenticated sender
   naming no one else: unsubscribe from everything (channel ``mailbox``);
@@ -17,11 +23,11 @@ human, so the message and its effect are committed together or not at all:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from suppression.addresses import InvalidAddress, normalise
 from suppression.hashing import AddressHasher
-from suppression.ledger import Bounced, Evidence
+from suppression.ledger import Bounced, Complained, Evidence, StoredEvent, Suppressed, decode_event
 from suppression.replies import Classification, due_date
 from suppression.store import NewInboxItem, Tx
 from suppression.subscriptions import Who, unsubscribe
@@ -37,6 +43,7 @@ SUGGESTED = {
     "rights_erase": "forget",
     "rights_object": "object",
     "bounce": "bounce",
+    "complaint": "complaint",
     "auto_reply": "ignore",
     "other": "read",
 }
@@ -79,10 +86,14 @@ def ingest_in(
     tokens: Tokens,
     now: datetime,
     own_addresses: frozenset[str] = frozenset(),
+    soft_bounces: SoftBounceLimit | None = None,
 ) -> Ingested:
     """Store one classified message and apply what needs no human (see module doc)."""
     received = _received(c, now)
     addresses = [a for a in c.addresses if a.lower() not in own_addresses]
+    for failure in c.failures:  # every failed recipient is named by the stored message
+        if failure.address.lower() not in own_addresses and failure.address not in addresses:
+            addresses.append(failure.address)
     item = NewInboxItem(
         message_id=c.message_id, received_at=c.received_at, ingested_at=now.isoformat(),
         kind=c.kind, automatic=c.automatic, state="queued",
@@ -97,7 +108,8 @@ def ingest_in(
         return Ingested(duplicate=True)
     result = Ingested(item_id=item_id, kind=c.kind)
     evidence = Evidence(message_id=c.message_id, note=f"privacy mailbox: {c.kind}")
-    state, decision = _apply(tx, c, addresses, hasher, tokens, now, evidence, result)
+    state, decision = _apply(tx, c, addresses, hasher, tokens, now, evidence, result,
+                             soft_bounces or SoftBounceLimit(), own_addresses)
     if state != "queued":
         tx.set_inbox_state(item_id, state, "system", now.isoformat(), decision)
     result.state = state
@@ -105,19 +117,20 @@ def ingest_in(
 
 
 def _apply(tx: Tx, c: Classification, addresses: list[str], hasher: AddressHasher,
-           tokens: Tokens, now: datetime, evidence: Evidence, result: Ingested
-           ) -> tuple[str, str]:
+           tokens: Tokens, now: datetime, evidence: Evidence, result: Ingested,
+           limits: SoftBounceLimit, own_addresses: frozenset[str]) -> tuple[str, str]:
     """(state, decision) after doing what is safe without a human."""
     if c.kind == "auto_reply":
         return "ignored", "auto-reply"
     if c.kind == "mailto_unsubscribe":
         return _mailto(tx, c, tokens, now, evidence, result)
-    if c.kind == "bounce" and c.automatic and c.bounce_permanent is not None:
-        for address in addresses:
-            _bounce(tx, address, c, hasher, now, evidence)
-            result.events += 1
-        return ("applied", "hard bounce") if c.bounce_permanent else ("recorded",
-                                                                      "temporary bounce")
+    if c.kind == "complaint":
+        return _complaint(tx, c, addresses, hasher, now, result)
+    if c.kind == "bounce":
+        failures = _failures(c, own_addresses)
+        if not c.automatic or not failures:
+            return "queued", ""
+        return _bounces(tx, failures, hasher, now, evidence, result, limits)
     if c.kind == "unsubscribe" and c.automatic and c.sender:
         who = Who(channel="mailbox", actor="recipient", evidence=evidence, at=now)
         normal = normalise(c.sender)
@@ -147,24 +160,146 @@ def _mailto(tx: Tx, c: Classification, tokens: Tokens, now: datetime, evidence: 
     return "applied", "unsubscribed" + (f" from {payload.topic}" if payload.topic else "")
 
 
-def _bounce(tx: Tx, address: str, c: Classification, hasher: AddressHasher, now: datetime,
-            evidence: Evidence) -> None:
-    normal = normalise(address)
-    addr_hash = hasher.addr_hash(normal)
-    if c.bounce_permanent:
+# complaints ---------------------------------------------------------------------------
+def _complaint(tx: Tx, c: Classification, addresses: list[str], hasher: AddressHasher,
+               now: datetime, result: Ingested) -> tuple[str, str]:
+    """Suppress every reported recipient we know (a contact, or a history under its
+    keyed hash); never create a contact. Nobody known: a person looks at it."""
+    evidence = Evidence(message_id=c.message_id, note="privacy mailbox: complaint report")
+    known = suppressed = already = 0
+    seen: set[bytes] = set()
+    for address in addresses:
+        try:
+            addr_hash = hasher.addr_hash(normalise(address))
+        except InvalidAddress:
+            continue
+        if addr_hash in seen:
+            continue
+        seen.add(addr_hash)
+        contact = tx.contact_by_hash(addr_hash)
         existing = tx.suppressions([addr_hash])
-        if any(s.reason == "erasure" for s in existing):
-            return
-        if any(s.scope == "global" and s.reason == "hard_bounce" for s in existing):
-            return
-    contact = tx.contact_by_hash(addr_hash)
-    if contact is None and c.bounce_permanent:
-        contact = ensure_contact_in(tx, normal, addr_hash, now,
-                                    Actor("mailbox", "system", evidence), None, None,
-                                    "person", "mailbox")
+        if contact is None and not existing and not tx.hash_has_events(addr_hash.hex()):
+            continue
+        known += 1
+        if any(s.scope == "global" and s.reason in ("complaint", "erasure")
+               for s in existing):
+            already += 1
+            continue
+        tx.append(Complained(at=now, channel="complaint", actor="system",
+                             addr_hash=addr_hash.hex(),
+                             contact_id=contact.id if contact else None), evidence)
+        result.events += 1
+        suppressed += 1
+    if not known:
+        return "queued", ""
+    decision = f"complaint: {suppressed} recipient(s) suppressed"
+    return "applied", decision + (f", {already} already" if already else "")
+
+
+# bounces ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SoftBounceLimit:
+    """``limit`` soft bounces of one address within ``days`` days suppress it."""
+
+    limit: int = 3
+    days: int = 30
+
+
+@dataclass(frozen=True)
+class _Failure:
+    address: str
+    permanent: bool
+    status: str | None
+    cause: str | None
+
+
+def _failures(c: Classification, own_addresses: frozenset[str]) -> list[_Failure]:
+    """Each failed recipient's verdict; from the old whole-message verdict
+    (``bounce_permanent`` for every address) when the report gives none per recipient."""
+    if c.failures:
+        found = [_Failure(f.address, f.permanent, f.status, f.cause) for f in c.failures]
+    elif c.bounce_permanent is not None:
+        found = [_Failure(a, c.bounce_permanent, c.bounce_status, None) for a in c.addresses]
+    else:
+        found = []
+    return [f for f in found if f.address.lower() not in own_addresses]
+
+
+def _bounces(tx: Tx, failures: list[_Failure], hasher: AddressHasher, now: datetime,
+             evidence: Evidence, result: Ingested, limits: SoftBounceLimit
+             ) -> tuple[str, str]:
+    hard = soft = over_limit = 0
+    for failure in failures:
+        try:
+            normal = normalise(failure.address)
+        except InvalidAddress:
+            continue
+        addr_hash = hasher.addr_hash(normal)
+        if failure.permanent:
+            hard += 1
+            result.events += _hard_bounce(tx, normal, addr_hash, failure, now, evidence)
+        else:
+            soft += 1
+            events, limited = _soft_bounce(tx, addr_hash, failure, now, evidence, limits)
+            result.events += events
+            over_limit += limited
+    if not hard and not soft:
+        return "queued", ""
+    parts = [f"{hard} hard bounce(s)"] if hard else []
+    if soft:
+        parts.append(f"{soft} soft bounce(s)" + (
+            f", {over_limit} suppressed after {limits.limit} in {limits.days} days"
+            if over_limit else ""))
+    return ("applied" if hard or over_limit else "recorded"), "; ".join(parts)
+
+
+def _hard_bounce(tx: Tx, normal: str, addr_hash: bytes, failure: _Failure, now: datetime,
+                 evidence: Evidence) -> int:
+    existing = tx.suppressions([addr_hash])
+    if any(s.reason == "erasure" for s in existing):
+        return 0
+    if any(s.scope == "global" and s.reason == "hard_bounce" for s in existing):
+        return 0
+    contact = ensure_contact_in(tx, normal, addr_hash, now,
+                                Actor("mailbox", "system", evidence), None, None,
+                                "person", "mailbox")
     tx.append(Bounced(at=now, channel="mailbox", actor="system", addr_hash=addr_hash.hex(),
-                      permanent=bool(c.bounce_permanent), status=c.bounce_status,
-                      contact_id=contact.id if contact else None), evidence)
+                      permanent=True, status=failure.status, cause=failure.cause,
+                      contact_id=contact.id), evidence)
+    return 1
+
+
+def _soft_bounce(tx: Tx, addr_hash: bytes, failure: _Failure, now: datetime,
+                 evidence: Evidence, limits: SoftBounceLimit) -> tuple[int, int]:
+    """(events appended, 1 if this bounce reached the limit and suppressed)."""
+    existing = tx.suppressions([addr_hash])
+    if any(s.reason == "erasure" for s in existing):
+        return 0, 0
+    contact = tx.contact_by_hash(addr_hash)
+    contact_id = contact.id if contact else None
+    hexhash = addr_hash.hex()
+    tx.append(Bounced(at=now, channel="mailbox", actor="system", addr_hash=hexhash,
+                      permanent=False, status=failure.status, cause=failure.cause,
+                      contact_id=contact_id), evidence)
+    if any(s.scope == "global" and s.reason in ("hard_bounce", "soft_bounce")
+           for s in existing):
+        return 1, 0
+    since = now.astimezone(UTC) - timedelta(days=limits.days)
+    count = sum(1 for row in tx.bounces_since(contact_id, hexhash, since.isoformat())
+                if _is_soft_since(row, since))
+    if count < limits.limit:
+        return 1, 0
+    tx.append(Suppressed(at=now, channel="mailbox", actor="system", addr_hash=hexhash,
+                         scope="global", reason="soft_bounce", contact_id=contact_id),
+              Evidence(message_id=evidence.message_id,
+                       note=f"privacy mailbox: {count} soft bounces within "
+                            f"{limits.days} days (limit {limits.limit})"))
+    return 2, 1
+
+
+def _is_soft_since(row: StoredEvent, since: datetime) -> bool:
+    event = decode_event(row.payload)
+    return isinstance(event, Bounced) and not event.permanent and event.at >= since
 
 
 def _received(c: Classification, now: datetime) -> datetime:

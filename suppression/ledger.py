@@ -27,11 +27,14 @@ api | esp:NAME"""
 Basis = Literal["consent", "soft_opt_in", "legitimate_interest", "implied"]
 ContactKind = Literal["person", "b2b_named", "b2b_generic"]
 SuppressionReason = Literal[
-    "unsubscribe", "objection", "complaint", "hard_bounce", "erasure", "staff", "esp"
+    "unsubscribe", "objection", "complaint", "hard_bounce", "soft_bounce", "erasure", "staff",
+    "esp",
 ]
 # Reasons a person's own fresh confirmed opt-in does not lift: the list must keep
-# them whatever happens (a complaint, a dead mailbox, an erasure).
-STICKY_REASONS: frozenset[str] = frozenset({"complaint", "hard_bounce", "erasure"})
+# them whatever happens (a complaint, a dead mailbox, a mailbox that keeps refusing our
+# mail, an erasure).
+STICKY_REASONS: frozenset[str] = frozenset(
+    {"complaint", "hard_bounce", "soft_bounce", "erasure"})
 
 
 class Evidence(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
@@ -147,10 +150,16 @@ class HashSuppressed(_Event, frozen=True, kw_only=True):
 
 
 class Bounced(_Event, frozen=True, kw_only=True):
+    """A failed delivery: permanent (hard: the address itself fails) suppresses at once;
+    a soft one is recorded and counts towards ``[mailbox] soft_bounce_limit``."""
+
     addr_hash: str
     permanent: bool
     status: str | None = None
     contact_id: int | None = None
+    cause: str | None = None
+    """no_such_user, mailbox_full, policy, ... (see suppression.replies.BounceCause);
+    None on older events and where the report does not say."""
 
 
 class Complained(_Event, frozen=True, kw_only=True):

@@ -20,7 +20,16 @@ import msgspec
 
 from suppression.addresses import normalise
 from suppression.hashing import AddressHasher
-from suppression.ledger import Erased, Evidence, Subscribed, Suppressed, Unsubscribed
+from suppression.ledger import (
+    Bounced,
+    Erased,
+    Evidence,
+    StoredEvent,
+    Subscribed,
+    Suppressed,
+    Unsubscribed,
+    decode_event,
+)
 from suppression.store import Store, Tx
 from suppression.suppression_list import Actor, ensure_contact_in
 
@@ -59,6 +68,7 @@ async def export(store: Store, hasher: AddressHasher, address: str) -> dict[str,
                           (await store.subscriptions(contact.id) if contact else [])],
         "suppressions": [{"scope": s.scope, "reason": s.reason, "since": s.since,
                           "channel": s.channel} for s in suppressions],
+        "bounces": _bounces(events),
         "events": [{
             "seq": e.seq, "at": e.at, "type": e.type, "channel": e.channel,
             "actor": e.actor, "event": json.loads(e.payload),
@@ -69,6 +79,19 @@ async def export(store: Store, hasher: AddressHasher, address: str) -> dict[str,
             "subject": m.subject, "text": m.body,
         } for m in inbox],
     }
+
+
+def _bounces(events: list[StoredEvent]) -> list[dict[str, Any]]:
+    """Every bounce recorded, hard (suppressed at once) and soft (counted), oldest first."""
+    found = []
+    for e in events:
+        if e.type != "Bounced":
+            continue
+        event = decode_event(e.payload)
+        if isinstance(event, Bounced):
+            found.append({"at": e.at, "hard": event.permanent, "status": event.status,
+                          "cause": event.cause, "channel": e.channel})
+    return found
 
 
 @dataclass

@@ -309,6 +309,25 @@ class _SqliteTx(StaffTx):
         ).fetchone()
         return str(row[0]) if row and row[0] else None
 
+    def bounces_since(self, contact_id: int | None, addr_hash: str, since: str
+                      ) -> list[StoredEvent]:
+        # Two queries so each uses its index (events of a contact are indexed by contact,
+        # the others by keyed hash).
+        rows = self.conn.execute(
+            f"SELECT {_EVENT_COLS} FROM events WHERE contact_id = ? AND addr_hash = ? "
+            "AND type = 'Bounced' AND at >= ? UNION ALL "
+            f"SELECT {_EVENT_COLS} FROM events WHERE contact_id IS NULL AND addr_hash = ? "
+            "AND type = 'Bounced' AND at >= ? ORDER BY seq",
+            (contact_id, addr_hash, since, addr_hash, since),
+        ).fetchall()
+        return [StoredEvent(*r) for r in rows]
+
+    def hash_has_events(self, addr_hash: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM events WHERE contact_id IS NULL AND addr_hash = ? LIMIT 1",
+            (addr_hash,),
+        ).fetchone() is not None
+
     def _suppress(self, addr_hash: str, scope: str, reason: str, seq: int, event: Event) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO suppressions (addr_hash, scope, reason, since, channel, "

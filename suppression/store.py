@@ -203,6 +203,16 @@ class Tx(Protocol):
         """ISO time of the contact's latest SuppressionLifted event, if any."""
         ...
 
+    def bounces_since(self, contact_id: int | None, addr_hash: str, since: str
+                      ) -> list[StoredEvent]:
+        """Bounced events about this keyed hash (also those recorded before it had a
+        contact) at or after ``since`` (ISO, UTC), oldest first."""
+        ...
+
+    def hash_has_events(self, addr_hash: str) -> bool:
+        """Does the ledger hold an event about this keyed hash without a contact?"""
+        ...
+
     # the privacy mailbox, staff, tokens, erasures (see sqlite_staff.py)
     def add_inbox(self, item: NewInboxItem, name_hashes: list[bytes]) -> int | None:
         """Store a message once; None when its message id is already there."""

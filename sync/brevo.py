@@ -107,7 +107,7 @@ output and error messages never show one."""
 
 Kind = Literal["blocklist", "unlist", "relist", "unblock", "delete"]
 
-_NEVER_LIFTED = frozenset({"complaint", "hard_bounce"})
+_NEVER_LIFTED = frozenset({"complaint", "hard_bounce", "soft_bounce"})
 _REQUEST_CODES = frozenset({
     "missing_parameter", "bad_request", "method_not_allowed", "not_acceptable",
     "permission_denied", "account_under_validation", "not_enough_credits",

@@ -213,7 +213,7 @@ class MailchimpConnector(HttpConnector):
     def _targets(self, item: PushItem) -> list[str]:
         if item.action == "delete":
             return self.audiences()
-        if item.reason in ("complaint", "hard_bounce"):
+        if item.reason in ("complaint", "hard_bounce", "soft_bounce"):
             return self.audiences()  # never topic-scoped: stop everything
         audience = self.tool_topic(item)
         return self.audiences() if audience is None else [audience]

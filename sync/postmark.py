@@ -68,7 +68,7 @@ _REASON_KIND: dict[str, OptOutKind] = {
     "HardBounce": "hard_bounce",
     "SpamComplaint": "complaint",
 }
-_NEVER_LIFTED = frozenset({"complaint", "hard_bounce"})
+_NEVER_LIFTED = frozenset({"complaint", "hard_bounce", "soft_bounce"})
 _OWN_ORIGIN = "customer"
 _PERMANENT_BOUNCES = frozenset({"HardBounce", "BadEmailAddress"})
 _PERMANENT_BOUNCE_CODES = frozenset({1, 100000})

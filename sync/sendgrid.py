@@ -72,7 +72,7 @@ PAGE_SIZE = 500
 """``limit`` maximum of the suppression list endpoints."""
 SEARCH_MAX = 100
 """Addresses per ``contacts/search/emails`` request."""
-STICKY = frozenset({"complaint", "hard_bounce"})
+STICKY = frozenset({"complaint", "hard_bounce", "soft_bounce"})
 """Our reasons SendGrid keeps on its global list and we never lift."""
 WEBHOOK_TOLERANCE_S = 600
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"

@@ -72,7 +72,7 @@ LOOKBACK_S = 300.0
 entries written while a scan runs); what was already returned is skipped by
 fingerprint."""
 
-_SUPPRESSION_REASON = {"complaint": "COMPLAINT", "hard_bounce": "BOUNCE"}
+_SUPPRESSION_REASON = {"complaint": "COMPLAINT", "hard_bounce": "BOUNCE", "soft_bounce": "BOUNCE"}
 _LIFTABLE = frozenset({"unsubscribe", "objection", "staff", "esp"})
 """Reasons whose suppression may be undone after a fresh confirmed opt-in."""
 _ADDRESSISH = re.compile(r"[^\s<>\"',;:()/]*(@|%40)[^\s<>\"',;:()/]*", re.IGNORECASE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import mailbox
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from service.recipient.mails import send_unsubscribed
 from service.runtime import Runtime
 from service.staff.auth import hash_password
 from suppression.addresses import normalise
-from suppression.inbox import Ingested, ingest_in
+from suppression.inbox import Ingested, SoftBounceLimit, ingest_in
 from suppression.ledger import AccessChanged, Evidence, ReviewDecided
 from suppression.replies import classify
 from suppression.rights import Forgotten, Rectified, export, forget_in, rectify_in
@@ -53,6 +54,8 @@ class IngestReport:
     duplicates: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    """Files in a folder that are no mail message (.msg, other files)."""
 
     def add(self, result: Ingested) -> None:
         self.read += 1
@@ -65,7 +68,7 @@ class IngestReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"read": self.read, "stored": self.stored, "duplicates": self.duplicates,
-                "by_state": self.by_state, "by_kind": self.by_kind}
+                "by_state": self.by_state, "by_kind": self.by_kind, "skipped": self.skipped}
 
 
 async def ingest_message(rt: Runtime, raw: bytes) -> Ingested:
@@ -74,10 +77,11 @@ async def ingest_message(rt: Runtime, raw: bytes) -> Ingested:
     c = classify(raw, unsubscribe_address=box.unsubscribe_address or None,
                  trusted_authserv_ids=box.trusted_authserv_ids)
     own = frozenset(a.lower() for a in (box.address, box.unsubscribe_address) if a)
+    limits = SoftBounceLimit(box.soft_bounce_limit, box.soft_bounce_days)
     now = _now(rt)
     result = await rt.store.write(
         lambda tx: ingest_in(tx, c, raw, hasher=rt.hasher, tokens=rt.tokens, now=now,
-                             own_addresses=own))
+                             own_addresses=own, soft_bounces=limits))
     for ack in result.acknowledgements:
         contact = await rt.store.contact_by_hash(rt.hasher.addr_hash(ack.address))
         if contact is not None:
@@ -114,16 +118,20 @@ def _read_plain(path: Path, limit: int) -> bytes:
         return handle.read(limit)
 
 
+def _is_maildir(path: Path) -> bool:
+    """A folder with cur/, new/ and tmp/ folders (not links to folders)."""
+    for sub in ("cur", "new", "tmp"):
+        try:
+            if not stat.S_ISDIR((path / sub).lstat().st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+    return True
+
+
 def _maildir_files(path: Path) -> list[tuple[str, Path]]:
     """(key, file) of every message in a Maildir's new/ and cur/, in key order, after
     checking that each one is a plain file."""
-    for sub in ("cur", "new", "tmp"):
-        try:
-            is_dir = stat.S_ISDIR((path / sub).lstat().st_mode)
-        except FileNotFoundError:
-            is_dir = False
-        if not is_dir:
-            raise ActionError(f"{path}: a folder must be a Maildir (with cur/ new/ tmp/)")
     files = []
     for sub in ("new", "cur"):
         for name in os.listdir(path / sub):
@@ -134,49 +142,134 @@ def _maildir_files(path: Path) -> list[tuple[str, Path]]:
     return sorted(files)
 
 
-def _check_path(path: Path) -> None:
-    """Refuse a path that is not a plain file or a Maildir of plain files."""
+NOT_RFC822 = (".msg",)
+"""Outlook's own format (a compound file, not a mail message): skipped, counted."""
+
+
+@dataclass
+class _Folder:
+    """What a plain folder of message files holds, in a stable (sorted) order."""
+
+    files: list[Path] = field(default_factory=list)
+    """Files to read: .eml, and files of other names that look like mail."""
+    maildirs: list[Path] = field(default_factory=list)
+    skipped: int = 0
+    """Files that are not messages (.msg, anything whose first line is no header)."""
+
+
+_HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
+"""An RFC 5322 field name and its colon (printable ASCII except ':')."""
+
+
+def _looks_like_mail(path: Path) -> bool:
+    head = _read_plain(path, 1000)
+    return head.startswith(b"From ") or _HEADER_LINE.match(head) is not None
+
+
+def _walk(path: Path, found: _Folder, depth: int = 0) -> _Folder:
+    """Every message file under a plain folder, recursively; a symbolic link, device or
+    FIFO anywhere refuses the whole folder (nothing is stored)."""
+    if depth > 50:
+        raise ActionError(f"{path}: folders nested too deep")
+    for name in sorted(os.listdir(path)):
+        entry = path / name
+        mode = entry.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            raise ActionError(f"{entry}: a symbolic link; links are not followed, give the "
+                              "file itself")
+        if name.startswith("."):
+            continue  # .DS_Store, .Trash, editor files: not messages
+        if stat.S_ISDIR(mode):
+            if _is_maildir(entry):
+                _maildir_files(entry)
+                found.maildirs.append(entry)
+            else:
+                _walk(entry, found, depth + 1)
+            continue
+        _plain_file(entry)
+        if name.lower().endswith(NOT_RFC822):
+            found.skipped += 1
+        elif name.lower().endswith(".eml") or _looks_like_mail(entry):
+            found.files.append(entry)
+        else:
+            found.skipped += 1
+    return found
+
+
+def _check_path(path: Path) -> _Folder | None:
+    """Refuse a path that is not a plain file, a Maildir or a folder of plain files;
+    for a plain folder, what it holds."""
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
         raise ActionError(f"{path}: no such file or folder") from None
     if stat.S_ISDIR(mode):
-        _maildir_files(path)
-    else:
-        _plain_file(path)
+        if _is_maildir(path):
+            _maildir_files(path)
+            return None
+        return _walk(path, _Folder())
+    _plain_file(path)
+    return None
 
 
-def messages_in(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(where, raw bytes) of every message in a .eml file, an mbox file or a Maildir.
-    Symbolic links, devices and folders that are not a Maildir are refused."""
-    _check_path(path)
-    if stat.S_ISDIR(path.lstat().st_mode):
-        for key, file in _maildir_files(path):
-            yield f"{path.name}/{key}", _read_plain(file, MAX_MESSAGE_BYTES)
-        return
+def _file_messages(path: Path, where: str) -> Iterator[tuple[str, bytes]]:
     head = _read_plain(path, 5)
     if head == b"From ":
         mbox = mailbox.mbox(path, factory=None, create=False)
         for index, key in enumerate(mbox.keys(), start=1):
-            yield f"{path.name}#{index}", mbox.get_bytes(key)
+            yield f"{where}#{index}", mbox.get_bytes(key)
         return
     if path.stat().st_size > MAX_MESSAGE_BYTES:
         raise ActionError(f"{path}: larger than {MAX_MESSAGE_BYTES // 2**20} MB")
-    yield path.name, _read_plain(path, MAX_MESSAGE_BYTES)
+    yield where, _read_plain(path, MAX_MESSAGE_BYTES)
+
+
+def _maildir_messages(path: Path, where: str) -> Iterator[tuple[str, bytes]]:
+    for key, file in _maildir_files(path):
+        yield f"{where}/{key}", _read_plain(file, MAX_MESSAGE_BYTES)
+
+
+def messages_in(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(where, raw bytes) of every message in a .eml file, an mbox file, a Maildir or a
+    plain folder of message files (recursively, sorted by name). Symbolic links,
+    devices and FIFOs are refused; .msg files and files that are not mail are skipped."""
+    folder = _check_path(path)
+    if folder is None and stat.S_ISDIR(path.lstat().st_mode):
+        yield from _maildir_messages(path, path.name)
+        return
+    if folder is None:
+        yield from _file_messages(path, path.name)
+        return
+    for sub in folder.maildirs:
+        yield from _maildir_messages(sub, str(sub.relative_to(path.parent)))
+    for file in folder.files:
+        yield from _file_messages(file, str(file.relative_to(path.parent)))
+
+
+def _size(path: Path, folder: _Folder | None) -> int:
+    """Bytes to read (for a progress bar): the files of a folder, a file's size."""
+    if folder is not None:
+        return sum(f.stat().st_size for f in folder.files) + sum(
+            f.stat().st_size for m in folder.maildirs for _k, f in _maildir_files(m))
+    if stat.S_ISDIR(path.lstat().st_mode):
+        return sum(f.stat().st_size for _k, f in _maildir_files(path))
+    return path.stat().st_size
 
 
 async def ingest_paths(rt: Runtime, paths: list[Path],
-                       progress: Callable[[int], None] | None = None) -> IngestReport:
+                       progress: Callable[[int, int], None] | None = None) -> IngestReport:
     """Every message under ``paths``; all paths are checked first, so a refused one
-    means nothing was stored."""
-    for path in paths:
-        _check_path(path)
-    report = IngestReport()
+    means nothing was stored. ``progress(bytes read, bytes in all)`` after each one."""
+    folders = [_check_path(path) for path in paths]
+    report = IngestReport(skipped=sum(f.skipped for f in folders if f is not None))
+    total = sum(_size(p, f) for p, f in zip(paths, folders, strict=True))
+    done = 0
     for path in paths:
         for _where, raw in messages_in(path):
             report.add(await ingest_message(rt, raw))
+            done += len(raw)
             if progress:
-                progress(report.read)
+                progress(min(done, total), total)
     return report
 
 

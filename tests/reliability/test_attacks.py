@@ -991,8 +991,9 @@ def test_inbox_ingest_follows_no_links_and_reads_only_mail_folders(target: Targe
     secret = Path("/etc/shadow") if Path("/etc/shadow").exists() else Path("/etc/passwd")
     (root / "shadow.eml").symlink_to(secret)
     not_maildir = root / "just-a-folder"
-    not_maildir.mkdir()
+    (not_maildir / "nested").mkdir(parents=True)
     mail_file(not_maildir, 1)
+    (not_maildir / "nested" / "planted.eml").symlink_to(secret)
     planted = root / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (planted / sub).mkdir(parents=True)
@@ -1008,7 +1009,7 @@ def test_inbox_ingest_follows_no_links_and_reads_only_mail_folders(target: Targe
     os.mkfifo(fifo)
     cases = {
         "a link to a system file": [root / "shadow.eml"],
-        "a folder that is not a Maildir": [not_maildir],
+        "a plain folder with a planted link": [not_maildir],
         "a Maildir with a planted link": [planted],
         "a link to a Maildir": [linked_dir],
         "a FIFO": [fifo],

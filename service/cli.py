@@ -344,18 +344,21 @@ def _parse_maps(maps: tuple[str, ...], country_column: str | None) -> dict[str, 
 @click.option("--country-column", metavar="C", help="The column holding the country code.")
 @click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
               help="Read COLUMN as FIELD (address, name, language, country, kind, company, "
-              "consent_at, consent_text, source, last_purchase_at, last_enquiry_at).")
+              "consent_at, consent_text, source, last_purchase_at, last_enquiry_at, "
+              "purchase_entity, purchase_brand).")
 @click.option("--format", "file_format", type=click.Choice(["csv", "md5", "sha256"]),
               default="csv", show_default=True,
               help="csv: a contact list; md5/sha256: a hashed suppression list, one per line.")
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write rejected rows (default FILE.rejects.csv, only if any).")
 @click.option("--dry-run", is_flag=True, help="Validate and count, write nothing.")
+@click.option("--strict-columns", is_flag=True,
+              help="Refuse the file, writing nothing, if a column matches no field.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def import_command(ctx: Context, file: Path, source: str | None, country_column: str | None,
                    maps: tuple[str, ...], file_format: str, rejects: Path | None,
-                   dry_run: bool, as_json: bool) -> None:
+                   dry_run: bool, strict_columns: bool, as_json: bool) -> None:
     """Import contacts (or a hashed suppression list). Never lifts an opt-out."""
     import re
     import tempfile
@@ -383,7 +386,8 @@ def import_command(ctx: Context, file: Path, source: str | None, country_column:
             if file_format == "csv":
                 return await import_contacts(
                     rt, raw, name=file.name, default_source=default_source,
-                    overrides=overrides, dry_run=dry_run, rejects=tmp, progress=advance)
+                    overrides=overrides, dry_run=dry_run, rejects=tmp, progress=advance,
+                    strict_columns=strict_columns)
             return await import_hash_list(
                 rt, raw, file_format, name=file.name, dry_run=dry_run,  # type: ignore[arg-type]
                 rejects=tmp, progress=advance)
@@ -410,6 +414,11 @@ def import_command(ctx: Context, file: Path, source: str | None, country_column:
     for key in ("created", "updated", "unchanged", "blocked_by_suppression", "duplicates",
                 "rejected"):
         click.echo(f"  {key:<24} {result[key]:>9}")
+    if counts.ignored_columns:
+        ignored = [repr(c["column"]) + (f" (did you mean {c['did_you_mean']!r}?)"
+                                        if c["did_you_mean"] else "")
+                   for c in counts.ignored_columns]
+        click.echo(f"ignored columns: {', '.join(ignored)}")
     if wrote_rejects:
         click.echo(f"rows not imported, with the reason: {rejects_path}")
 

@@ -79,11 +79,17 @@ async def import_contacts(
     rt: Runtime, raw: IO[bytes], *, name: str, default_source: str,
     overrides: Mapping[str, str] | None = None, dry_run: bool = False,
     rejects: IO[str] | None = None, progress: Progress | None = None,
+    strict_columns: bool = False,
 ) -> ImportCounts:
+    """``strict_columns``: a column matched to no field refuses the whole file (CsvError)
+    before anything is written; otherwise such columns are reported in ``ignored_columns``."""
     default_source = source_label(default_source)
     source = CsvSource(raw)
     columns = map_columns(source.header, overrides)
-    counts = ImportCounts()
+    if strict_columns and columns.ignored:
+        raise CsvError(f"{columns.ignored_text()}; nothing was imported (map them with --map "
+                       "COLUMN=FIELD, remove them, or import without --strict-columns)")
+    counts = ImportCounts(ignored_columns=columns.ignored_json())
     reject_writer = SafeWriter(rejects, source.separator) if rejects is not None else None
     if reject_writer is not None:
         reject_writer.writerow(["line", "reason", *source.header])

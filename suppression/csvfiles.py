@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 FIELDS = (
     "address", "name", "language", "country", "kind", "company", "consent_at",
-    "consent_text", "source", "last_purchase_at", "last_enquiry_at",
+    "consent_text", "source", "last_purchase_at", "last_enquiry_at", "purchase_entity",
+    "purchase_brand",
 )
 ALIASES: dict[str, str] = {
     "email": "address", "e-mail": "address", "e_mail": "address", "mail": "address",
@@ -33,6 +35,9 @@ ALIASES: dict[str, str] = {
     "consent text": "consent_text", "consent version": "consent_text",
     "last purchase": "last_purchase_at", "last_purchase": "last_purchase_at",
     "last enquiry": "last_enquiry_at", "last_enquiry": "last_enquiry_at",
+    "purchase entity": "purchase_entity", "sold by": "purchase_entity",
+    "legal entity": "purchase_entity", "purchase brand": "purchase_brand",
+    "bought from": "purchase_brand", "brand": "purchase_brand",
 }
 MAX_FIELD_CHARS = 10_000
 # A field this long is a broken file (an unclosed quote swallowing lines), not data.
@@ -49,6 +54,17 @@ class Columns:
     """The file's own column names, in order (written back to every output)."""
     index: dict[str, int]
     """Our field name -> column position."""
+    ignored: list[tuple[str, str | None]] = field(default_factory=list)
+    """Columns matched to no field (ignored by the import), each with the known field or
+    alias its name is close to (``consent_text_version`` -> ``consent_text``), or None."""
+
+    def ignored_json(self) -> list[dict[str, str | None]]:
+        return [{"column": c, "did_you_mean": m} for c, m in self.ignored]
+
+    def ignored_text(self) -> str:
+        """One line for people: ``ignored columns: 'fav_colour', 'x' (did you mean ...)``."""
+        parts = [repr(c) + (f" (did you mean {m!r}?)" if m else "") for c, m in self.ignored]
+        return "ignored columns: " + ", ".join(parts)
 
 
 def _normal(name: str) -> str:
@@ -62,11 +78,14 @@ def map_columns(header: Sequence[str], overrides: Mapping[str, str] | None = Non
     for v in wanted.values():
         if v not in FIELDS:
             raise CsvError(f"--map: unknown field {v!r} (fields: {', '.join(FIELDS)})")
+    ignored: list[tuple[str, str | None]] = []
     for position, raw in enumerate(header):
         name = _normal(raw)
-        field = wanted.get(name) or (name if name in FIELDS else ALIASES.get(name))
-        if field is not None and field not in index:
-            index[field] = position
+        known = wanted.get(name) or (name if name in FIELDS else ALIASES.get(name))
+        if known is not None and known not in index:
+            index[known] = position
+        elif known is None and name:
+            ignored.append((raw.strip().strip("\ufeff"), did_you_mean(name)))
     missing_maps = sorted(set(wanted) - {_normal(h) for h in header})
     if missing_maps:
         raise CsvError(f"--map: the file has no column {missing_maps[0]!r}")
@@ -75,7 +94,19 @@ def map_columns(header: Sequence[str], overrides: Mapping[str, str] | None = Non
             "no address column (looked for 'address', 'email', 'e-mail', ...; columns are: "
             + ", ".join(repr(h) for h in header) + "); name it with --map COLUMN=address"
         )
-    return Columns(list(header), index)
+    return Columns(list(header), index, ignored)
+
+
+def did_you_mean(name: str) -> str | None:
+    """The field whose name (or an alias) ``name`` is closest to, if any is close."""
+    name = _normal(name)
+    candidates = {f: f for f in FIELDS} | ALIASES
+    # A name that merely starts with a field's name ("consent_text_version") means it.
+    for known in sorted(candidates, key=len, reverse=True):
+        if len(known) >= 4 and name.startswith(known) and name[len(known):][:1] in " _-.":
+            return candidates[known]
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
+    return candidates[close[0]] if close else None
 
 
 def _sniff(first_line: str) -> str:

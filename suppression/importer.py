@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from suppression.addresses import InvalidAddress, domain_of, normalise
 from suppression.csvfiles import Columns, Row
@@ -131,15 +131,18 @@ class ImportCounts:
     blocked_by_suppression: int = 0
     duplicates: int = 0
     rejected: int = 0
+    ignored_columns: list[dict[str, str | None]] = field(default_factory=list)
+    """Columns of the file matched to no field: {"column", "did_you_mean"}."""
 
     def add(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
-    def as_json(self) -> dict[str, int]:
+    def as_json(self) -> dict[str, Any]:
         return {
             "rows": self.rows, "created": self.created, "updated": self.updated,
             "unchanged": self.unchanged, "blocked_by_suppression": self.blocked_by_suppression,
             "duplicates": self.duplicates, "rejected": self.rejected,
+            "ignored_columns": list(self.ignored_columns),
         }
 
 

@@ -94,6 +94,9 @@ class ImportResult(msgspec.Struct):
     blocked_by_suppression: int
     duplicates: int
     rejected: int
+    ignored_columns: list[dict[str, str | None]]
+    """Columns matched to no field, each {"column", "did_you_mean"} (a close known field
+    or null). With ``strict_columns=true`` any such column refuses the file (400)."""
     dry_run: bool
     rejects_csv: list[str]
     """The rejects file: a header line, then line number, reason and the row."""
@@ -117,11 +120,14 @@ async def create_import(
     file_format: Annotated[Literal["csv", "md5", "sha256"], QueryParameter(name="format")]
     = "csv",
     dry_run: FromQuery[bool] = False, name: FromQuery[str] = "upload",
+    strict_columns: FromQuery[bool] = False,
 ) -> ImportResult:
     """Import a contact list (CSV body) or a hashed suppression list (one hex digest per
     line, ``file_format=md5|sha256``). Answers the counts and up to 1000 rejected rows
-    with their line numbers and reasons. Never lifts an opt-out."""
-    _only_query(request, "source", "format", "dry_run", "name")
+    with their line numbers and reasons, and the columns it ignored. With
+    ``strict_columns=true`` a column matching no field refuses the file before anything is
+    written. Never lifts an opt-out."""
+    _only_query(request, "source", "format", "dry_run", "name", "strict_columns")
     body = await _spool(request)
     rejects = tempfile.SpooledTemporaryFile(  # noqa: SIM115
         max_size=SPOOL_IN_MEMORY, mode="w+", encoding="utf-8", newline="")
@@ -129,7 +135,7 @@ async def create_import(
         if file_format == "csv":
             counts = await import_contacts(
                 runtime, body, name=name, default_source=source or f"import:{name}"[:60],
-                dry_run=dry_run, rejects=rejects)
+                dry_run=dry_run, rejects=rejects, strict_columns=strict_columns)
         else:
             counts = await import_hash_list(runtime, body, file_format, name=name,
                                             dry_run=dry_run, rejects=rejects)

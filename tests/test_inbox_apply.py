@@ -136,6 +136,21 @@ async def test_a_complaint_about_nobody_we_know_waits_for_a_person(runtime: Runt
     assert await runtime.store.ledger_length() == 0
 
 
+async def test_staff_applying_a_queued_complaint_suppresses_for_the_complaint(
+    runtime: Runtime,
+) -> None:
+    from service.staff import actions
+
+    done = await ingest(runtime, message("complaint", "arf-5@isp.example",
+                                         addresses=("unknown@example.org",)))
+    assert done.item_id is not None
+    decided = await actions.decide(runtime, done.item_id, "apply", "staff:alice")
+    assert decided.state == "applied"
+    assert await suppressions(runtime, "unknown@example.org") == ["global:complaint:staff"]
+    assert await runtime.store.contact_by_hash(
+        runtime.hasher.addr_hash("unknown@example.org")) is None
+
+
 async def test_a_complaint_about_an_address_with_only_a_history_suppresses_it(
     runtime: Runtime,
 ) -> None:

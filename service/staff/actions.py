@@ -25,7 +25,7 @@ from service.runtime import Runtime
 from service.staff.auth import hash_password
 from suppression.addresses import normalise
 from suppression.inbox import Ingested, SoftBounceLimit, ingest_in
-from suppression.ledger import AccessChanged, Evidence, ReviewDecided
+from suppression.ledger import AccessChanged, Complained, Evidence, ReviewDecided
 from suppression.replies import classify
 from suppression.rights import Forgotten, Rectified, export, forget_in, rectify_in
 from suppression.store import InboxItem, Tx
@@ -301,7 +301,8 @@ async def item(rt: Runtime, item_id: int) -> InboxItem:
 
 async def decide(rt: Runtime, item_id: int, decision: str, actor: str,
                  addresses: list[str] | None = None) -> InboxItem:
-    """Apply (unsubscribe the named addresses from everything), dismiss, or mark done.
+    """Apply (unsubscribe the named addresses from everything; for a complaint report,
+    suppress them for the complaint), dismiss, or mark done.
 
     ``addresses`` replaces the extracted ones (staff corrected them)."""
     if decision not in DECISIONS:
@@ -321,7 +322,19 @@ async def decide(rt: Runtime, item_id: int, decision: str, actor: str,
     def write(tx: Tx) -> list[tuple[int, str | None]]:
         acknowledged: list[tuple[int, str | None]] = []
         contact_id = None
-        if decision == "apply":
+        if decision == "apply" and current.kind == "complaint":
+            # A spam report: suppress the reported recipients; no contact is made and no
+            # mail is sent to them.
+            for address in chosen:
+                addr_hash = rt.hasher.addr_hash(address)
+                known = tx.contact_by_hash(addr_hash)
+                contact_id = known.id if known else contact_id
+                if not any(s.scope == "global" and s.reason == "complaint"
+                           for s in tx.suppressions([addr_hash])):
+                    tx.append(Complained(at=now, channel="staff", actor=actor,
+                                         addr_hash=addr_hash.hex(),
+                                         contact_id=known.id if known else None), evidence)
+        elif decision == "apply":
             for address in chosen:
                 addr_hash = rt.hasher.addr_hash(address)
                 contact = ensure_contact_in(tx, address, addr_hash, now, by, None, None,

@@ -25,9 +25,10 @@ from suppression.audience import (
     stand_in,
 )
 from suppression.csvfiles import Columns, CsvSource, Row, SafeWriter, map_columns
-from suppression.importer import KINDS, NewContact, add_contacts
+from suppression.importer import NewContact, add_contacts, contact_kind
 from suppression.ledger import ContactKind
 from suppression.links import make_links
+from suppression.rules import sender_for
 from suppression.store import Contact
 from suppression.suppression_list import Actor
 
@@ -87,6 +88,7 @@ async def check_audience(
     seen: set[bytes] = set()
     chunk: list[_Pending] = []
     today = rt.suppressions.now().date()
+    sender = sender_for(rt.settings.brands, brand)  # the soft opt-in is its entity's
     by = Actor("import", f"check:{source}")
     base_url = rt.settings.base_url
 
@@ -109,7 +111,7 @@ async def check_audience(
             known = contact is not None
             if contact is None:
                 contact = _stand_in(p, columns)
-            decision = decide_row(contact, known, topic, hits[id(p)], subs, today)
+            decision = decide_row(contact, known, topic, hits[id(p)], subs, today, sender)
             if decision.sendable:
                 if known:
                     p.contact_id = contact.id
@@ -161,8 +163,7 @@ async def check_audience(
         return country if len(country) == 2 and country.isalpha() else None
 
     def _kind(value: str | None) -> ContactKind:
-        kind = (value or "").strip().lower()
-        return kind if kind in KINDS else "person"
+        return contact_kind(value) or "person"
 
     def _stand_in(p: _Pending, cols: Columns) -> Contact:
         assert p.keyed is not None

@@ -90,6 +90,7 @@ async def import_contacts(
         raise CsvError(f"{columns.ignored_text()}; nothing was imported (map them with --map "
                        "COLUMN=FIELD, remove them, or import without --strict-columns)")
     counts = ImportCounts(ignored_columns=columns.ignored_json())
+    brand_entities = {b.id: b.legal_entity for b in rt.settings.brands}
     reject_writer = SafeWriter(rejects, source.separator) if rejects is not None else None
     if reject_writer is not None:
         reject_writer.writerow(["line", "reason", *source.header])
@@ -145,7 +146,7 @@ async def import_contacts(
             reject(item.line, f"{bad_field}: line breaks or control characters", item.values)
             continue
         try:
-            row = parse_row(item, columns, rt.hasher, default_source)
+            row = parse_row(item, columns, rt.hasher, default_source, brand_entities)
         except RowRejected as exc:
             reject(item.line, str(exc), item.values)
             continue

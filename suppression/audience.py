@@ -16,7 +16,8 @@ from datetime import date
 from suppression.addresses import InvalidAddress, domain_of, normalise
 from suppression.config import Topic
 from suppression.hashing import AddressHasher, partner_md5, partner_sha256
-from suppression.rules import Decision, decide
+from suppression.importer import contact_kind
+from suppression.rules import Decision, Sender, decide
 from suppression.store import Contact, Subscription, Suppression
 
 Scopes = tuple[tuple[str, str], ...]
@@ -96,17 +97,19 @@ def stand_in(keyed: Keyed, country: str | None, kind: str | None) -> Contact:
     """Someone not (yet) a contact: only what the audience file says, no consent."""
     return Contact(id=0, address=keyed.address, addr_hash=keyed.addr_hash, language=None,
                    country=(country or "").upper() or None,
-                   kind=kind if kind in ("person", "b2b_named", "b2b_generic") else "person",
+                   kind=contact_kind(kind) or "person",
                    source="audience", created_at="")
 
 
 def decide_row(contact: Contact, known: bool, topic: Topic,
                suppressions: list[Suppression],
-               subscriptions: Mapping[int, Sequence[Subscription]], today: date) -> Decision:
+               subscriptions: Mapping[int, Sequence[Subscription]], today: date,
+               sender: Sender | None = None) -> Decision:
     return decide(
         contact=contact,
         topic=topic,
         subscriptions=subscriptions.get(contact.id, ()) if known else (),
         suppressions=suppressions,
         today=today,
+        sender=sender,
     )

@@ -66,6 +66,10 @@ class Brand:
     logo_url: str = ""
     colour: str = "#0b5cad"
     """Accent colour (CSS hex); pick one with enough contrast on white."""
+    legal_entity: str = ""
+    """The legal person that sells under this brand. A soft opt-in (an existing customer)
+    belongs to the entity that made the sale: when brands name several entities, a
+    customer of one is not a soft opt-in for another."""
 
 
 @dataclass(frozen=True)
@@ -295,11 +299,12 @@ DEMO_TOPICS: tuple[Topic, ...] = (
 
 
 DEMO_BRANDS: tuple[Brand, ...] = (
-    Brand("itcare", "IT-Care", "https://www.itcare.be", "privacy@itcare.be", "", "#0b5cad"),
+    Brand("itcare", "IT-Care", "https://www.itcare.be", "privacy@itcare.be", "", "#0b5cad",
+          "itcare"),
     Brand("cloudcare", "CloudCare", "https://www.cloudcare.be", "privacy@itcare.be", "",
-          "#00695c"),
+          "#00695c", "itcare"),
     Brand("o365expert", "O365Expert", "https://www.o365expert.be", "privacy@itcare.be", "",
-          "#a4262c"),
+          "#a4262c", "itcare"),
 )
 
 
@@ -486,7 +491,8 @@ def _parse_mail(data: Mapping[str, Any], base: Path, file: str) -> MailSettings:
     )
 
 
-_BRAND_KEYS = frozenset({"id", "name", "website", "privacy_contact", "logo_url", "colour"})
+_BRAND_KEYS = frozenset({"id", "name", "website", "privacy_contact", "logo_url", "colour",
+                         "legal_entity"})
 
 
 def _parse_brands(data: Mapping[str, Any], file: str) -> tuple[Brand, ...]:
@@ -507,7 +513,8 @@ def _parse_brands(data: Mapping[str, Any], file: str) -> tuple[Brand, ...]:
         colour = reader.text("colour", "#0b5cad")
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
             raise reader.fail("colour", "must be a hex colour like #0b5cad")
-        optional = {k: str(entry.get(k, "")) for k in ("website", "privacy_contact", "logo_url")}
+        optional = {k: str(entry.get(k, "")).strip()
+                    for k in ("website", "privacy_contact", "logo_url", "legal_entity")}
         brands.append(Brand(brand_id, reader.text("name"), colour=colour, **optional))
     return tuple(brands)
 

@@ -12,7 +12,7 @@ and change nothing. Re-running the same file changes nothing more: it resumes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
@@ -30,7 +30,29 @@ from suppression.ledger import (
 )
 from suppression.store import Contact, Tx
 
-KINDS: tuple[ContactKind, ...] = ("person", "b2b_named", "b2b_generic")
+KINDS: tuple[ContactKind, ...] = ("person", "b2b_named", "b2b_generic", "sole_trader")
+KIND_ALIASES: dict[str, ContactKind] = {
+    "consumer": "person", "b2c": "person", "private": "person", "particulier": "person",
+    "sole trader": "sole_trader", "sole_proprietor": "sole_trader",
+    "sole proprietor": "sole_trader", "sole proprietorship": "sole_trader",
+    "self-employed": "sole_trader", "freelancer": "sole_trader", "zzp": "sole_trader",
+    "zzp'er": "sole_trader", "zzper": "sole_trader", "eenmanszaak": "sole_trader",
+    "entrepreneur individuel": "sole_trader", "micro-entrepreneur": "sole_trader",
+    "auto-entrepreneur": "sole_trader", "einzelunternehmer": "sole_trader",
+    "unincorporated": "sole_trader",
+    "b2b": "b2b_named", "named": "b2b_named", "generic": "b2b_generic",
+    "role": "b2b_generic", "role address": "b2b_generic",
+}
+"""Other names marketing files use for a kind (matched case-insensitively)."""
+
+
+def contact_kind(value: str | None) -> ContactKind | None:
+    """The kind a cell names (a kind or an alias), None for anything else."""
+    name = " ".join((value or "").strip().lower().replace("_", " ").split())
+    for kind in KINDS:
+        if name == kind.replace("_", " "):
+            return kind
+    return KIND_ALIASES.get(name) or KIND_ALIASES.get(name.replace(" ", "_"))
 SOURCES = ("form", "customer", "event", "partner", "purchased", "acquired")
 Outcome = Literal["created", "updated", "unchanged", "blocked_by_suppression"]
 _SOURCE_NAME = re.compile(r"import:[A-Za-z0-9_.-]{1,60}")
@@ -58,6 +80,7 @@ class ImportRow:
     consent_text: str | None
     last_purchase_at: str | None
     last_enquiry_at: str | None
+    purchase_entity: str | None = None
 
 
 def _date(field_name: str, value: str) -> str | None:
@@ -76,9 +99,10 @@ def _date(field_name: str, value: str) -> str | None:
     return value
 
 
-def parse_row(row: Row, columns: Columns, hasher: AddressHasher, default_source: str
-              ) -> ImportRow:
-    """Validate one row; raises RowRejected naming the field."""
+def parse_row(row: Row, columns: Columns, hasher: AddressHasher, default_source: str,
+              brand_entities: Mapping[str, str] | None = None) -> ImportRow:
+    """Validate one row; raises RowRejected naming the field. ``brand_entities``: each
+    configured brand's legal entity (for purchase_brand / purchase_entity)."""
     values, index = row.values, columns.index
 
     def get(name: str) -> str:
@@ -98,9 +122,12 @@ def parse_row(row: Row, columns: Columns, hasher: AddressHasher, default_source:
     language = get("language").lower()[:2] or None
     if language is not None and not (language.isascii() and language.isalpha()):
         raise RowRejected("language: use a two-letter code such as en, nl, fr")
-    kind = get("kind").lower() or "person"
-    if kind not in KINDS:
-        raise RowRejected(f"kind: {kind[:20]!r} is not one of {', '.join(KINDS)}")
+    raw_kind = get("kind")
+    kind = contact_kind(raw_kind) if raw_kind else "person"
+    if kind is None:
+        raise RowRejected(f"kind: {raw_kind.lower()[:20]!r} is not one of {', '.join(KINDS)}")
+    purchase_entity = _purchase_entity(get("purchase_entity"), get("purchase_brand"),
+                                       brand_entities or {})
     source = get("source") or default_source
     if source not in SOURCES and not _SOURCE_NAME.fullmatch(source):
         raise RowRejected(
@@ -119,7 +146,27 @@ def parse_row(row: Row, columns: Columns, hasher: AddressHasher, default_source:
         consent_text=consent_text[:200] if consent_text else None,
         last_purchase_at=_date("last_purchase_at", get("last_purchase_at")),
         last_enquiry_at=_date("last_enquiry_at", get("last_enquiry_at")),
+        purchase_entity=purchase_entity,
     )
+
+
+def _purchase_entity(entity: str, brand: str, brand_entities: Mapping[str, str]
+                     ) -> str | None:
+    """The legal entity a purchase was made with, from its entity or its brand."""
+    known = {e for e in brand_entities.values() if e}
+    if brand:
+        if brand not in brand_entities:
+            raise RowRejected(f"purchase_brand: {brand[:30]!r} is not a configured brand "
+                              f"({', '.join(sorted(brand_entities)) or 'none'})")
+        from_brand = brand_entities[brand] or None
+        if entity and from_brand and entity != from_brand:
+            raise RowRejected(f"purchase_entity: {entity[:30]!r} is not the entity of brand "
+                              f"{brand!r} ({from_brand})")
+        entity = entity or from_brand or ""
+    if entity and entity not in known:
+        raise RowRejected(f"purchase_entity: {entity[:30]!r} is not the legal entity of any "
+                          f"brand ({', '.join(sorted(known)) or 'none configured'})")
+    return entity or None
 
 
 @dataclass
@@ -149,7 +196,7 @@ class ImportCounts:
 def _changes(row: ImportRow, contact: Contact) -> dict[str, str]:
     changes: dict[str, str] = {}
     for name in ("language", "country", "kind", "consent_at", "last_purchase_at",
-                 "last_enquiry_at"):
+                 "last_enquiry_at", "purchase_entity"):
         new = getattr(row, name)
         if new is not None and new != getattr(contact, name):
             changes[name] = new
@@ -183,6 +230,7 @@ def import_rows(tx: Tx, rows: Sequence[ImportRow], at: datetime, channel: str, a
                     addr_hash=row.addr_hash.hex(), language=row.language, country=row.country,
                     kind=row.kind, source=row.source, consent_at=row.consent_at,
                     last_purchase_at=row.last_purchase_at, last_enquiry_at=row.last_enquiry_at,
+                    purchase_entity=row.purchase_entity,
                 ),
                 Evidence(address=row.address, name=row.name, company=row.company,
                          note=f"{note}, line {row.line}{consent}"),

@@ -25,7 +25,8 @@ Channel = str
 api | esp:NAME"""
 
 Basis = Literal["consent", "soft_opt_in", "legitimate_interest", "implied"]
-ContactKind = Literal["person", "b2b_named", "b2b_generic"]
+ContactKind = Literal["person", "b2b_named", "b2b_generic", "sole_trader"]
+"""sole_trader: a sole trader or unincorporated business (a natural person in trade)."""
 SuppressionReason = Literal[
     "unsubscribe", "objection", "complaint", "hard_bounce", "soft_bounce", "erasure", "staff",
     "esp",
@@ -72,6 +73,8 @@ class ContactAdded(_Event, frozen=True, kw_only=True):
     consent_at: str | None = None
     last_purchase_at: str | None = None
     last_enquiry_at: str | None = None
+    purchase_entity: str | None = None
+    """The legal entity the purchase was made with (its soft opt-in only)."""
 
 
 class ContactUpdated(_Event, frozen=True, kw_only=True):
@@ -84,6 +87,7 @@ class ContactUpdated(_Event, frozen=True, kw_only=True):
     consent_at: str | None = None
     last_purchase_at: str | None = None
     last_enquiry_at: str | None = None
+    purchase_entity: str | None = None
 
 
 class Subscribed(_Event, frozen=True, kw_only=True):

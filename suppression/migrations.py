@@ -164,6 +164,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (connector, seq)
         ) WITHOUT ROWID""",
     ),
+    # 6: the legal entity a purchase was made with (the soft opt-in is that entity's)
+    (
+        "ALTER TABLE contacts ADD COLUMN purchase_entity TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -45,11 +45,11 @@ domain stop them.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from suppression.config import Topic
+from suppression.config import Brand, Topic
 from suppression.jurisdictions import (
     DEFAULT,
     DEFAULT_THIRD_PARTY,
@@ -89,6 +89,14 @@ class Sender:
 
     entity: str | None = None
     several: bool = False
+
+
+def sender_for(brands: Sequence[Brand], brand_id: str | None) -> Sender:
+    """The sender of a mailing for ``brand_id`` (None or unknown: the first brand)."""
+    entities = {b.legal_entity for b in brands if b.legal_entity}
+    brand = next((b for b in brands if b.id == brand_id), brands[0] if brands else None)
+    entity = brand.legal_entity or None if brand else None
+    return Sender(entity, several=len(entities) > 1)
 
 
 def suppression_reasons(

@@ -81,7 +81,7 @@ commit path; bulk stores keep SQLite's own, larger autocheckpoint)."""
 
 _CONTACT_COLS = (
     "id, address, addr_hash, language, country, kind, source, created_at, erased_at, paused_until, "
-    "name, company, consent_at, last_purchase_at, last_enquiry_at"
+    "name, company, consent_at, last_purchase_at, last_enquiry_at, purchase_entity"
 )
 _SUB_COLS = "contact_id, topic, status, basis, since, event_seq"
 _SUP_COLS = "addr_hash, scope, reason, since, channel, event_seq"
@@ -137,8 +137,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 _INSERT_CONTACT = (
     "INSERT INTO contacts (id, address, addr_hash, language, country, kind, source, created_at, "
-    "updated_at, name, company, consent_at, last_purchase_at, last_enquiry_at) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "updated_at, name, company, consent_at, last_purchase_at, last_enquiry_at, purchase_entity) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -149,7 +149,7 @@ def _contact_row(event: ContactAdded, evidence: Evidence | None) -> tuple[object
         bytes.fromhex(event.addr_hash), event.language, event.country, event.kind,
         event.source, at, at, evidence.name if evidence else None,
         evidence.company if evidence else None, event.consent_at, event.last_purchase_at,
-        event.last_enquiry_at,
+        event.last_enquiry_at, event.purchase_entity,
     )
 
 
@@ -349,7 +349,8 @@ class _SqliteTx(StaffTx):
                     "address = coalesce(?, address), name = coalesce(?, name), "
                     "company = coalesce(?, company), consent_at = coalesce(?, consent_at), "
                     "last_purchase_at = coalesce(?, last_purchase_at), "
-                    "last_enquiry_at = coalesce(?, last_enquiry_at), updated_at = ? WHERE id = ?",
+                    "last_enquiry_at = coalesce(?, last_enquiry_at), "
+                    "purchase_entity = coalesce(?, purchase_entity), updated_at = ? WHERE id = ?",
                     (
                         event.language,
                         event.country,
@@ -360,6 +361,7 @@ class _SqliteTx(StaffTx):
                         event.consent_at,
                         event.last_purchase_at,
                         event.last_enquiry_at,
+                        event.purchase_entity,
                         at,
                         event.contact_id,
                     ),
@@ -424,7 +426,8 @@ class _SqliteTx(StaffTx):
                 c.execute(
                     "UPDATE contacts SET address = NULL, language = NULL, country = NULL, "
                     "paused_until = NULL, name = NULL, company = NULL, consent_at = NULL, "
-                    "last_purchase_at = NULL, last_enquiry_at = NULL, erased_at = ?, "
+                    "last_purchase_at = NULL, last_enquiry_at = NULL, purchase_entity = NULL, "
+                    "erased_at = ?, "
                     "updated_at = ? WHERE id = ?",
                     (at, at, event.contact_id),
                 )

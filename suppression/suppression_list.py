@@ -25,7 +25,7 @@ from suppression.ledger import (
     SuppressionReason,
     Unsubscribed,
 )
-from suppression.rules import Decision, decide
+from suppression.rules import Decision, decide, sender_for
 from suppression.store import Contact, Store, Suppression, Tx
 
 Clock = Callable[[], float]
@@ -185,7 +185,9 @@ class SuppressionList:
         return await self.store.suppressions([addr_hash, domain_hash])
 
     # questions ---------------------------------------------------------
-    async def status(self, address: str, topic_id: str | None = None) -> Decision:
+    async def status(self, address: str, topic_id: str | None = None,
+                     brand: str | None = None) -> Decision:
+        """``brand``: the brand the mailing is for (default: the first one)."""
         topic = self.topic(topic_id)
         _, addr_hash, domain_hash = self.keys_for(address)
         contact = await self.store.contact_by_hash(addr_hash)
@@ -200,6 +202,7 @@ class SuppressionList:
             subscriptions=subscriptions,
             suppressions=suppressions,
             today=self.now().date(),
+            sender=sender_for(self.settings.brands, brand),
         )
 
 

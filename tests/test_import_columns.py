@@ -83,3 +83,32 @@ def test_the_api_reports_and_refuses_unknown_columns(server: Server) -> None:
     schema = httpx.get(server.url + "/schema/openapi.json").json()
     params = {p["name"] for p in schema["paths"]["/api/v1/imports"]["post"]["parameters"]}
     assert "strict_columns" in params
+
+
+def test_sole_traders_and_the_purchase_entity_are_imported(tmp_path: Path) -> None:
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text + '\n[[brands]]\nid = "itcare"\nname = "IT-Care"\n'
+                      'legal_entity = "itcare-nv"\n\n[[brands]]\nid = "cloudcare"\n'
+                      'name = "CloudCare"\nlegal_entity = "cloudcare-bv"\n', encoding="utf-8")
+    data = write(tmp_path, "email;country;kind;source;last_purchase_at;purchase_brand\n"
+                 "sam@example.co.uk;GB;Sole trader;customer;2026-06-01;itcare\n"
+                 "zoe@example.nl;NL;ZZP;customer;2026-06-01;cloudcare\n"
+                 "old@example.be;BE;person;customer;2026-06-01;\n"
+                 "bad@example.be;BE;person;customer;2026-06-01;nope\n")
+    result = run_cli("import", str(data), "--json", config=config)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert (counts["created"], counts["rejected"]) == (3, 1)
+    rejects = (tmp_path / "list.csv.rejects.csv").read_text(encoding="utf-8")
+    assert "purchase_brand: 'nope' is not a configured brand" in rejects
+
+    def status(address: str, *extra: str) -> str:
+        out = run_cli("status", address, "--topic", "newsletter", *extra, config=config)
+        return out.stdout.strip()
+
+    assert status("sam@example.co.uk").endswith(": sendable")  # itcare is the first brand
+    assert status("zoe@example.nl").endswith("no_consent:NL:other_entity")
+    assert status("old@example.be").endswith("no_consent:BE:purchase_entity_unknown")

@@ -105,7 +105,11 @@ class ImportResult(msgspec.Struct):
 
 _IMPORT_BODY = raw_body_operation(
     "The contact list: CSV with a header line (`;`, `,` or tab; UTF-8 with or without "
-    "BOM); with format=md5|sha256, one hex digest per line.",
+    "BOM); with format=md5|sha256, one hex digest per line. Columns: address, name, "
+    "language, country, kind (person, b2b_named, b2b_generic, sole_trader, or an alias "
+    "such as `sole proprietor`, `zzp`), company, consent_at, consent_text, source, "
+    "last_purchase_at, last_enquiry_at, purchase_entity or purchase_brand (the legal "
+    "entity, or the brand, the purchase was made with).",
     {"text/csv": TEXT, "text/plain": TEXT})
 _CHECK_BODY = raw_body_operation(
     "The audience: CSV with a header line naming the address column.", {"text/csv": TEXT})

@@ -130,7 +130,8 @@ def _apply(tx: Tx, c: Classification, addresses: list[str], hasher: AddressHashe
         failures = _failures(c, own_addresses)
         if not c.automatic or not failures:
             return "queued", ""
-        return _bounces(tx, failures, hasher, now, evidence, result, limits)
+        when = min(_received(c, now), now)
+        return _bounces(tx, failures, hasher, now, when, evidence, result, limits)
     if c.kind == "unsubscribe" and c.automatic and c.sender:
         who = Who(channel="mailbox", actor="recipient", evidence=evidence, at=now)
         normal = normalise(c.sender)
@@ -226,8 +227,10 @@ def _failures(c: Classification, own_addresses: frozenset[str]) -> list[_Failure
 
 
 def _bounces(tx: Tx, failures: list[_Failure], hasher: AddressHasher, now: datetime,
-             evidence: Evidence, result: Ingested, limits: SoftBounceLimit
+             when: datetime, evidence: Evidence, result: Ingested, limits: SoftBounceLimit
              ) -> tuple[str, str]:
+    """``when``: the time of the report (its Date), for counting soft bounces, so an
+    archive of old bounces ingested at once counts them as they happened."""
     hard = soft = over_limit = 0
     for failure in failures:
         try:
@@ -240,7 +243,8 @@ def _bounces(tx: Tx, failures: list[_Failure], hasher: AddressHasher, now: datet
             result.events += _hard_bounce(tx, normal, addr_hash, failure, now, evidence)
         else:
             soft += 1
-            events, limited = _soft_bounce(tx, addr_hash, failure, now, evidence, limits)
+            events, limited = _soft_bounce(tx, addr_hash, failure, now, when, evidence,
+                                           limits)
             result.events += events
             over_limit += limited
     if not hard and not soft:
@@ -270,7 +274,8 @@ def _hard_bounce(tx: Tx, normal: str, addr_hash: bytes, failure: _Failure, now: 
 
 
 def _soft_bounce(tx: Tx, addr_hash: bytes, failure: _Failure, now: datetime,
-                 evidence: Evidence, limits: SoftBounceLimit) -> tuple[int, int]:
+                 when: datetime, evidence: Evidence, limits: SoftBounceLimit
+                 ) -> tuple[int, int]:
     """(events appended, 1 if this bounce reached the limit and suppressed)."""
     existing = tx.suppressions([addr_hash])
     if any(s.reason == "erasure" for s in existing):
@@ -280,13 +285,13 @@ def _soft_bounce(tx: Tx, addr_hash: bytes, failure: _Failure, now: datetime,
     hexhash = addr_hash.hex()
     tx.append(Bounced(at=now, channel="mailbox", actor="system", addr_hash=hexhash,
                       permanent=False, status=failure.status, cause=failure.cause,
-                      contact_id=contact_id), evidence)
+                      contact_id=contact_id, failed_at=when if when < now else None),
+              evidence)
     if any(s.scope == "global" and s.reason in ("hard_bounce", "soft_bounce")
            for s in existing):
         return 1, 0
-    since = now.astimezone(UTC) - timedelta(days=limits.days)
-    count = sum(1 for row in tx.bounces_since(contact_id, hexhash, since.isoformat())
-                if _is_soft_since(row, since))
+    times = sorted(_soft_times(tx.bounces_of(contact_id, hexhash)))
+    count = _most_in_a_window(times, when, timedelta(days=limits.days))
     if count < limits.limit:
         return 1, 0
     tx.append(Suppressed(at=now, channel="mailbox", actor="system", addr_hash=hexhash,
@@ -297,9 +302,24 @@ def _soft_bounce(tx: Tx, addr_hash: bytes, failure: _Failure, now: datetime,
     return 2, 1
 
 
-def _is_soft_since(row: StoredEvent, since: datetime) -> bool:
-    event = decode_event(row.payload)
-    return isinstance(event, Bounced) and not event.permanent and event.at >= since
+def _soft_times(rows: list[StoredEvent]) -> list[datetime]:
+    """When each soft bounce happened (the report's date, else when it was recorded)."""
+    times = []
+    for row in rows:
+        event = decode_event(row.payload)
+        if isinstance(event, Bounced) and not event.permanent:
+            times.append(event.failed_at or event.at)
+    return times
+
+
+def _most_in_a_window(times: list[datetime], when: datetime, days: timedelta) -> int:
+    """The most soft bounces in any window of ``days`` that contains ``when`` (bounces
+    of an archive can arrive out of order; in order, the window simply ends now)."""
+    best = 0
+    for start in times:
+        if when - days <= start <= when:
+            best = max(best, sum(1 for t in times if start <= t <= start + days))
+    return best
 
 
 def _received(c: Classification, now: datetime) -> datetime:

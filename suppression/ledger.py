@@ -164,6 +164,9 @@ class Bounced(_Event, frozen=True, kw_only=True):
     cause: str | None = None
     """no_such_user, mailbox_full, policy, ... (see suppression.replies.BounceCause);
     None on older events and where the report does not say."""
+    failed_at: datetime | None = None
+    """When the failure happened (the report's date), where earlier than ``at`` (mail
+    ingested late, an archive); soft bounces are counted by it."""
 
 
 class Complained(_Event, frozen=True, kw_only=True):

@@ -309,16 +309,15 @@ class _SqliteTx(StaffTx):
         ).fetchone()
         return str(row[0]) if row and row[0] else None
 
-    def bounces_since(self, contact_id: int | None, addr_hash: str, since: str
-                      ) -> list[StoredEvent]:
+    def bounces_of(self, contact_id: int | None, addr_hash: str) -> list[StoredEvent]:
         # Two queries so each uses its index (events of a contact are indexed by contact,
         # the others by keyed hash).
         rows = self.conn.execute(
             f"SELECT {_EVENT_COLS} FROM events WHERE contact_id = ? AND addr_hash = ? "
-            "AND type = 'Bounced' AND at >= ? UNION ALL "
+            "AND type = 'Bounced' UNION ALL "
             f"SELECT {_EVENT_COLS} FROM events WHERE contact_id IS NULL AND addr_hash = ? "
-            "AND type = 'Bounced' AND at >= ? ORDER BY seq",
-            (contact_id, addr_hash, since, addr_hash, since),
+            "AND type = 'Bounced' ORDER BY seq",
+            (contact_id, addr_hash, addr_hash),
         ).fetchall()
         return [StoredEvent(*r) for r in rows]
 

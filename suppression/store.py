@@ -203,10 +203,9 @@ class Tx(Protocol):
         """ISO time of the contact's latest SuppressionLifted event, if any."""
         ...
 
-    def bounces_since(self, contact_id: int | None, addr_hash: str, since: str
-                      ) -> list[StoredEvent]:
+    def bounces_of(self, contact_id: int | None, addr_hash: str) -> list[StoredEvent]:
         """Bounced events about this keyed hash (also those recorded before it had a
-        contact) at or after ``since`` (ISO, UTC), oldest first."""
+        contact), oldest first."""
         ...
 
     def hash_has_events(self, addr_hash: str) -> bool:

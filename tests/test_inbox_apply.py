@@ -42,12 +42,13 @@ WARNING = ("warning: [mailbox] trusted_authserv_ids is empty: no Authentication-
 def message(kind: str, message_id: str, *, addresses: tuple[str, ...] = (),
             failures: tuple[RecipientFailure, ...] = (), automatic: bool = True,
             sender: str | None = "fbl@isp.example", bounce_permanent: bool | None = None,
-            bounce_status: str | None = None) -> Classification:
+            bounce_status: str | None = None, received_at: str | None = None
+            ) -> Classification:
     return Classification(
         kind=kind, automatic=automatic, message_id=message_id, sender=sender,  # type: ignore[arg-type]
         subject=kind, addresses=addresses, language=None, token=None,
         bounce_permanent=bounce_permanent, bounce_status=bounce_status, authenticated=False,
-        text="", received_at=None, reasons=(), failures=failures)
+        text="", received_at=received_at, reasons=(), failures=failures)
 
 
 def hard(address: str, status: str = "5.1.1") -> RecipientFailure:
@@ -255,6 +256,26 @@ async def test_soft_bounces_spread_wider_than_the_window_do_not_suppress(
                         now=NOW + timedelta(days=81), limits=SoftBounceLimit(2, 30))
     assert done.state == "applied"
     assert await suppressions(runtime, "slow@example.org") == ["global:soft_bounce:mailbox"]
+
+
+async def test_an_archive_of_old_soft_bounces_counts_them_when_they_happened(
+    runtime: Runtime,
+) -> None:
+    """All ingested now, but sent 40 days apart: no window holds three of them."""
+    for n, day in enumerate((-120, -80, -40, 0)):
+        done = await ingest(runtime, message(
+            "bounce", f"dsn-a{n}@mx.example", failures=(soft("archived@example.org"),),
+            received_at=(NOW + timedelta(days=day)).isoformat()))
+        assert done.state == "recorded", day
+    assert await suppressions(runtime, "archived@example.org") == []
+    # Out of order but within 30 days of each other (days -20, -25, -5): the third
+    # one ingested completes a window and suppresses.
+    for n, day in enumerate((-5, -25, -20)):
+        done = await ingest(runtime, message(
+            "bounce", f"dsn-o{n}@mx.example", failures=(soft("late@example.org"),),
+            received_at=(NOW + timedelta(days=day)).isoformat()))
+    assert done.state == "applied"
+    assert await suppressions(runtime, "late@example.org") == ["global:soft_bounce:mailbox"]
 
 
 async def test_a_soft_bounce_suppression_outlives_a_fresh_confirmed_opt_in(

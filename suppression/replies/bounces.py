@@ -71,6 +71,8 @@ BOUNCE_SUBJECT = re.compile(
     r"|could\s+not\s+(?:be\s+)?deliver|unable\s+to\s+deliver|mail\s+failure|message\s+failure"
     r"|nondeliverable|delivery\s+(?:delayed|warning)|warning:\s+(?:could|message)"
     r"|mail\s+system\s+error|delayed\s+mail|failed\s+mail|returned\s+message|bounced?\b"
+    r"|mail\s+failed|returning\s+(?:message\s+)?to\s+sender|rejected\s+mail|failed\s+delivery"
+    r"|delivery\s+error|user\s+unknown|no\s+such\s+user"
     r"|onbestelbaar|niet\s+(?:afgeleverd|bezorgd)|kan\s+niet\s+worden\s+bezorgd"
     r"|non\s+remis|non\s+distribu|echec\s+de\s+(?:la\s+)?(?:remise|distribution|livraison)"
     r"|non\s+delivre|retour\s+de\s+(?:courrier|message)|message\s+non\s+(?:remis|delivre)"
@@ -97,7 +99,9 @@ BOUNCE_BODY = re.compile(
     r"|no\s+such\s+(?:user|mailbox|recipient)|user\s+unknown|unknown\s+user"
     r"|mailbox\s+(?:unavailable|not\s+found|full)|not\s+listed\s+in\s+(?:domino|the)"
     r"|rcpt\s+to|smtp\s+error|remote\s+(?:host|server)\s+said|host\s+\S+\s+said"
-    r"|non\s+remis|nicht\s+zugestellt|unzustellbar|onbestelbaar|не\s+доставлен",
+    r"|non\s+remis|nicht\s+zugestellt|unzustellbar|onbestelbaar|не\s+доставлен"
+    r"|failed\s+addresses|returned\s+because|encountered\s+an\s+error|intended\s+recipient"
+    r"|no\s+valid\s+recipients|unknown\s+host|could\s+not\s+deliver|delivery\s+failure",
 )
 # Where the copy of the returned message starts (not searched for failed recipients).
 BOUNCE_COPY_MARKERS = re.compile(
@@ -139,7 +143,9 @@ CAUSES_BY_STATUS: dict[str, BounceCause] = {
     "7.26": "authentication", "7.27": "authentication", "7.28": "spam",
     "7.29": "authentication", "7.30": "authentication",
 }
-_GENERIC_STATUS = frozenset({"0.0", "7.0", "7.1"})
+# "Other or undefined ... status" (X.N.0) and X.7.1 "delivery not authorized" say too
+# little: the diagnostic text decides, e.g. "553 5.3.0 ... Addressee unknown".
+_GENERIC_STATUS = frozenset({"0.0", "2.0", "3.0", "4.0", "5.0", "6.0", "7.0", "7.1"})
 
 
 def _rules(*pairs: tuple[BounceCause, str]) -> tuple[tuple[BounceCause, re.Pattern[str]], ...]:
@@ -213,7 +219,14 @@ _GENERIC_ADDRESS_FAILURES = _rules(
 _TEMPORARY_TEXT = re.compile(
     r"temporar|try\s+again|deferred|delayed|will\s+(?:be\s+)?(?:retry|retried|keep\s+trying)"
     r"|still\s+(?:trying|undelivered)|not\s+yet\s+been\s+delivered|warning:"
+    r"|attempts\s+will\s+continue|will\s+continue\s+to\s+(?:try|attempt)|continue\s+to\s+be\s+made"
     r"|delay(?:ed)?\s+(?:notification|warning)|vorubergehend|temporaire|tijdelijk"
+)
+# Words that the MTA is still trying: a delay warning whatever else the text says.
+_STILL_TRYING = re.compile(
+    r"attempts\s+will\s+continue|will\s+continue\s+to\s+(?:try|attempt)|will\s+keep\s+trying"
+    r"|will\s+(?:be\s+)?retr(?:y|ied)|still\s+trying|not\s+yet\s+been\s+delivered"
+    r"|continue\s+to\s+be\s+made|delivery\s+(?:is\s+)?delayed"
 )
 _PERMANENT_TEXT = re.compile(
     r"permanent|fatal\s+error|given\s+up|giving\s+up|failed\s+permanently|could\s+not\s+be\s+"
@@ -234,8 +247,8 @@ def cause_of(status: str | None, text: str) -> BounceCause:
         for cause, pattern in rules:
             if pattern.search(text):
                 return cause
-    if detail in ("7.0", "7.1"):
-        return "policy"
+    if detail in _GENERIC_STATUS and detail != "0.0":
+        return CAUSES_BY_STATUS.get(detail, "policy")
     return "unknown"
 
 
@@ -392,7 +405,7 @@ _RECIPIENT_LINE = re.compile(
 )
 _RECIPIENT_BEFORE = re.compile(
     r"(?:rcpt\s+to|recipient|address|addressee|user|mailbox|delivery\s+to|deliver(?:ed)?\s+to"
-    r"|delivering\s+to|for|destinataire|empfanger|ontvanger|original-recipient"
+    r"|delivering\s+to|addressed\s+to|for|destinataire|empfanger|ontvanger|original-recipient"
     r"|final-recipient|rfc822)\W{0,6}$", re.IGNORECASE,
 )
 # ... but never an address named as the sender, or a header line of the returned message
@@ -488,6 +501,9 @@ def classic_bounce(
     strong = [c for c in candidates if c.strength == 2]
     chosen = confirmed or strong
     reasons = ["bounce:classic"]
+    if not chosen and len({c.address for c in candidates}) == 1 and is_daemon_sender(msg, pairs):
+        # A mail daemon's failure report that names one address, and not as a sender.
+        chosen = candidates
     automatic = bool(chosen)
     if not chosen:
         only = [a for a in original_recipients if eligible(a)]
@@ -520,9 +536,14 @@ def classic_bounce(
         folded_window = fold(window)
         if cause_of(None, folded_window) == "unknown":
             folded_window = folded_window + "\n" + folded_report
-        failed = not (_TEMPORARY_TEXT.search(fold(subject)) or (
-            _TEMPORARY_TEXT.search(folded_report) and not _PERMANENT_TEXT.search(folded_report)
-            and not (status and status[0] == "5")))
+        # A delay warning: temporary words, and neither a 5.x.x, a permanent wording nor an
+        # address failure ("Warning: user unknown!" is a failure).
+        failed = not (
+            (_TEMPORARY_TEXT.search(fold(subject)) or _TEMPORARY_TEXT.search(folded_report))
+            and (not _PERMANENT_TEXT.search(folded_report) or _STILL_TRYING.search(folded_report))
+            and not (status and status[0] == "5")
+            and cause_of(None, folded_window) not in HARD_CAUSES
+        )
         hard, cause = verdict(status, folded_window, failed)
         failures.append(RecipientFailure(address=candidate.address, permanent=hard,
                                          status=status, cause=cause))

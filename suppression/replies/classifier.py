@@ -249,8 +249,8 @@ def _classify(
     folded_subject = fold(subject)
     subject_hits = matching_rules(AUTO_REPLY_SUBJECT_RULES, folded_subject)
     auto.extend(f"subject:{rule.label}" for rule in subject_hits)
-    evidence = not dsn_actions and failure_evidence("\n".join(new_lines), subject)
-    if auto and not evidence:
+    evidence = not dsn_actions and failure_evidence(text, subject)
+    if auto and not evidence and (not daemon or dsn_actions):
         language = subject_hits[0].language if subject_hits else text_language
         return result("auto_reply", True, language=language, extra=auto)
     if evidence and (auto or daemon):

@@ -70,9 +70,16 @@ def line_endings(raw: bytes) -> dict[str, bytes]:
 
 # --- per-message verdicts ---------------------------------------------------------------
 
+_NO_ACTION_KINDS = ("auto_reply", "other")
+
+
 def class_ok(s: Sample, g: Got) -> bool:
-    if s.expected == "other":
-        return g.kind not in ("bounce", "complaint", "auto_reply", "crash") and not g.suppresses
+    """Bounces and complaints must be recognised as such. For auto-replies and ordinary
+    mail what matters is that nothing is done and nothing is taken for a failure: an
+    auto-reply read by a human ("other", queued) or a bulk mail with list headers ignored
+    as automatic ("auto_reply") are both right."""
+    if s.expected in _NO_ACTION_KINDS:
+        return g.kind in _NO_ACTION_KINDS and not g.suppresses
     return g.kind == s.expected
 
 

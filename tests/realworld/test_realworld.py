@@ -67,7 +67,8 @@ def test_the_corpus_is_pinned_and_complete(corpus: list[Sample]) -> None:
     assert {s.package for s in corpus} >= {"flufl.bounce", "bounced"}
     for s in corpus:
         assert s.source_expectation, s.id
-        assert s.verdict_from in ("source", "source-filename", "message-dsn", "none"), s.id
+        assert s.verdict_from in ("source", "source-filename", "message-dsn", "message",
+                                  "none"), s.id
         assert (s.permanent is None) == (s.verdict_from == "none") or s.expected != "bounce", s.id
         assert s.raw(), s.id
 

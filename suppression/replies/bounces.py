@@ -405,7 +405,7 @@ _RECIPIENT_LINE = re.compile(
 )
 _RECIPIENT_BEFORE = re.compile(
     r"(?:rcpt\s+to|recipient|address|addressee|user|mailbox|delivery\s+to|deliver(?:ed)?\s+to"
-    r"|delivering\s+to|addressed\s+to|for|destinataire|empfanger|ontvanger|original-recipient"
+    r"|delivering\s+to|addressed(?:\s+to)?|for|destinataire|empfanger|ontvanger|original-recipient"
     r"|final-recipient|rfc822)\W{0,6}$", re.IGNORECASE,
 )
 # ... but never an address named as the sender, or a header line of the returned message
@@ -415,6 +415,7 @@ _SENDER_BEFORE = re.compile(
     r"|try\s+\S+\s+to|try|instead|contact|write\s+to|reply\s+to)\W{0,6}$",
     re.IGNORECASE,
 )
+_EXPANDED_FROM = re.compile(r"expanded\s+from\W{0,4}$", re.IGNORECASE)
 _HEADER_LINE = re.compile(
     r"^\s*(?:to|cc|bcc|from|reply-to|sender|return-path|subject|date|sent|an|aan|a|para"
     r"|envoye|objet|onderwerp|betreff|de|van|von)\s*:", re.IGNORECASE,
@@ -447,7 +448,9 @@ def _candidates(report_lines: list[str]) -> list[_Candidate]:
             before, after = line[:start], line[end:]
             trimmed_before = before.rstrip(" <>\"'[]\t")
             strength = 1
-            if header_line or _SENDER_BEFORE.search(trimmed_before):
+            if _EXPANDED_FROM.search(trimmed_before):
+                strength = 2  # Sendmail's "(expanded from: <the address we mailed>)"
+            elif header_line or _SENDER_BEFORE.search(trimmed_before):
                 strength = 0
             elif (
                 (_RECIPIENT_LINE.match(after.strip(" <>\"'[]")) and not before.strip(" <>\"'[]\t"))

@@ -310,3 +310,38 @@ def _no_unknown_keys(
         raise ConfigError(
             file, f"{prefix}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(known))})"
         )
+
+
+def markdown_table(table: Jurisdictions) -> str:
+    """The table for the README, one line per row: regime per kind, soft opt-in, consent
+    lifetime, citation, whether it was checked against its source.
+    Regenerate with ``python -m suppression.jurisdictions``."""
+    lines = [
+        "| row | b2c | b2b_named | b2b_generic | sole_trader | soft opt-in | consent lifetime "
+        "| citation | checked |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = [*sorted(k for k in table.rows if k != DEFAULT), DEFAULT]
+    for key in order:
+        row = table.rows[key]
+        if row.soft_opt_in:
+            soft = f"yes, {row.soft_opt_in_months} months" if row.soft_opt_in_months else "yes"
+        elif row.implied_purchase_months:
+            soft = f"{row.implied_term}: purchase {row.implied_purchase_months} months" + (
+                f", enquiry {row.implied_enquiry_months}" if row.implied_enquiry_months else "")
+        else:
+            soft = "no"
+        if row.double_opt_in:
+            soft += "; double opt-in"
+        if row.wireless_domains_need_consent:
+            soft += "; wireless domains need consent"
+        lifetime = f"{row.consent_max_months} months" if row.consent_max_months else "-"
+        cells = [f"{key} {row.name}".strip(), *(row.regime(c) for c in COLUMNS), soft,
+                 lifetime, row.citation.replace("|", "/"),
+                 "yes" if row.verified else "no (see the note)"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(builtin_jurisdictions()), end="")

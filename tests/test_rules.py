@@ -176,6 +176,30 @@ MARKETING: dict[tuple[str | None, str], tuple[Reasons, Reasons, Reasons, Reasons
 }
 
 
+EEA_UNVERIFIED = ("BG", "HR", "CY", "CZ", "DK", "EE", "FI", "GR", "HU", "IE", "LV", "LT", "MT",
+                  "PL", "PT", "RO", "SK", "SI", "SE", "IS", "LI", "NO")
+for _cc in EEA_UNVERIFIED:
+    # Rows whose national text could not be read: as strict as default, under their code.
+    for _kind, _col in (("person", "b2c"), ("b2b_named", "b2b_named"),
+                        ("b2b_generic", "b2b_generic")):
+        MARKETING[_cc, _kind] = (OK, no(f"no_consent:{_cc}:{_col}_opt_in"),
+                                 no(f"no_consent:{_cc}:{_col}_opt_in"),
+                                 no(f"no_consent:{_cc}:third_party_source"),
+                                 no(f"no_consent:{_cc}:{_col}_opt_in"))
+for _kind, _col in (("person", "b2c"), ("b2b_named", "b2b_named"),
+                    ("b2b_generic", "b2b_generic")):
+    # AT: TKG 2021 §174, consent for everyone; the customer exception needs an ECG-list
+    # check mailprefs cannot do, so no soft opt-in; an imported consent counts.
+    MARKETING["AT", _kind] = (OK, no(f"no_consent:AT:{_col}_opt_in"), OK,
+                              no("no_consent:AT:third_party_source"),
+                              no(f"no_consent:AT:{_col}_opt_in"))
+    # CH: UWG Art. 3 Abs. 1 lit. o, consent with a customer exception, for everyone.
+    MARKETING["CH", _kind] = (OK, OK, OK, no("no_consent:CH:third_party_source"),
+                              no(f"no_consent:CH:{_col}_opt_in"))
+    # NZ: UEMA 2007, express or inferred consent (like AU).
+    MARKETING["NZ", _kind] = (OK, OK, OK, no("no_consent:NZ:third_party_source"),
+                              no("no_consent:NZ:consent"))
+
 
 def _sole_trader(person: tuple[Reasons, ...]) -> tuple[Reasons, ...]:
     """Every row gives sole traders (natural persons in trade) the consumer regime; only
@@ -225,8 +249,13 @@ def test_legal_table(country: str | None, kind: str, provenance: str, topic_kind
 
 def test_the_table_covers_every_required_row() -> None:
     rows = builtin_jurisdictions().rows
-    required = {"default", "BE", "NL", "FR", "DE", "LU", "ES", "IT", "GB", "US", "CA", "AU"}
-    assert required <= set(rows)
+    required = {"default", "BE", "NL", "FR", "DE", "LU", "ES", "IT", "GB", "US", "CA", "AU",
+                "AT", "CH", "NZ", *EEA_UNVERIFIED}
+    eu_eea = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU",
+              "IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES",
+              "SE", "IS", "LI", "NO"}
+    assert eu_eea | {"GB", "CH", "US", "CA", "AU", "NZ"} <= set(rows)
+    assert required == set(rows)
     assert {c or "default" for c, _ in MARKETING} == required
 
 
@@ -751,3 +780,21 @@ def test_a_bad_wireless_list_names_the_line(tmp_path: Path) -> None:
     path.write_text(GOOD + '[wireless_domains]\nfile = "w.txt"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="line 2"):
         load_jurisdictions(path)
+
+
+def test_the_readme_table_is_generated_from_the_file() -> None:
+    from suppression.jurisdictions import markdown_table
+
+    readme = (BUILTIN_PATH.parents[1] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- jurisdictions:start -->\n", "<!-- jurisdictions:end -->"
+    section = readme.split(start, 1)[1].split(end, 1)[0]
+    assert section == markdown_table(builtin_jurisdictions()), (
+        "README out of date: run python -m suppression.jurisdictions")
+
+
+def test_the_readme_lists_every_reason_code() -> None:
+    readme = (BUILTIN_PATH.parents[1] / "README.md").read_text(encoding="utf-8")
+    for code in ("sole_trader_opt_in", "no_consent:<CC>:other_entity",
+                 "no_consent:<CC>:purchase_entity_unknown", "no_consent:US:wireless_domain",
+                 "consent_expired:<CC>:consent", "required_notice"):
+        assert code in readme, code

@@ -168,15 +168,7 @@ def _complaint(tx: Tx, c: Classification, addresses: list[str], hasher: AddressH
     keyed hash); never create a contact. Nobody known: a person looks at it."""
     evidence = Evidence(message_id=c.message_id, note="privacy mailbox: complaint report")
     known = suppressed = already = 0
-    seen: set[bytes] = set()
-    for address in addresses:
-        try:
-            addr_hash = hasher.addr_hash(normalise(address))
-        except InvalidAddress:
-            continue
-        if addr_hash in seen:
-            continue
-        seen.add(addr_hash)
+    for addr_hash in dict.fromkeys(_hashes(hasher, addresses)):
         contact = tx.contact_by_hash(addr_hash)
         existing = tx.suppressions([addr_hash])
         if contact is None and not existing and not tx.hash_has_events(addr_hash.hex()):

@@ -32,13 +32,11 @@ import re
 from email.message import Message
 from typing import NamedTuple
 
-from suppression.replies.limits import MAX_PARTS
-from suppression.replies.mime import payload_bytes
+from suppression.replies.mime import report_fields
 from suppression.replies.model import BounceCause, RecipientFailure
 from suppression.replies.senders import header_recipients
 from suppression.replies.text import (
     address_spans,
-    decode_bytes,
     dedupe,
     fold,
     header_str,
@@ -279,31 +277,6 @@ class Bounce(NamedTuple):
 # --- RFC 3464 delivery-status ----------------------------------------------------------
 
 
-def _field_blocks(part: Message) -> list[list[tuple[str, str]]]:
-    """The header blocks of a delivery-status part, however it was parsed."""
-    payload = part.get_payload()
-    blocks: list[list[tuple[str, str]]] = []
-    if isinstance(payload, list):
-        for block in payload[:MAX_PARTS]:
-            if isinstance(block, Message):
-                blocks.append([(k.lower(), header_str(v)) for k, v in block.items()])
-        return blocks
-    if not isinstance(payload, str):
-        return blocks
-    text = decode_bytes(payload_bytes(part), "utf-8")
-    for chunk in re.split(r"\n\s*\n", text.replace("\r\n", "\n"))[:MAX_PARTS]:
-        fields: list[tuple[str, str]] = []
-        for line in chunk.split("\n"):
-            if line[:1] in {" ", "\t"} and fields:
-                fields[-1] = (fields[-1][0], fields[-1][1] + " " + line.strip())
-            elif ":" in line:
-                key, _, value = line.partition(":")
-                fields.append((key.strip().lower(), value.strip()))
-        if fields:
-            blocks.append(fields)
-    return blocks
-
-
 def _dsn_address(value: str) -> str | None:
     _, semi, address = value.partition(";")
     address = (address if semi else value).strip().strip("<>").strip()
@@ -321,7 +294,7 @@ def rfc_bounce(parts: list[Message]) -> tuple[Bounce | None, list[str]]:
     other_actions: list[str] = []
     seen: set[str] = set()
     for part in parts:
-        for block in _field_blocks(part):
+        for block in report_fields(part):
             fields = dict(block)
             if "final-recipient" not in fields and "original-recipient" not in fields:
                 continue
@@ -463,10 +436,6 @@ def _candidates(report_lines: list[str]) -> list[_Candidate]:
     return out
 
 
-def _window(lines: list[str], start: int, stop: int) -> str:
-    return "\n".join(lines[start:stop])
-
-
 def classic_bounce(
     msg: Message,
     pairs: list[tuple[str, str]],
@@ -525,28 +494,31 @@ def classic_bounce(
     folded_report = fold(report)
     first_status = ENHANCED_STATUS.search(report)
     first_basic = _smtp_reply(report)
+    # A delay warning: temporary words, and no permanent wording (unless the MTA says it
+    # is still trying). Per recipient, a 5.x.x or an address failure still makes it a
+    # failure ("Warning: user unknown!").
+    delay_warning = bool(
+        (_TEMPORARY_TEXT.search(fold(subject)) or _TEMPORARY_TEXT.search(folded_report))
+        and (not _PERMANENT_TEXT.search(folded_report) or _STILL_TRYING.search(folded_report))
+    )
     failures: list[RecipientFailure] = []
     for position, candidate in enumerate(chosen_sorted):
         stop = (chosen_sorted[position + 1].line if position + 1 < len(chosen_sorted)
                 else candidate.line + 8)
         stop = max(stop, candidate.line + 1)
-        window = _window(lines, candidate.line, min(stop, candidate.line + 12))
+        window = "\n".join(lines[candidate.line : min(stop, candidate.line + 12)])
         enhanced = ENHANCED_STATUS.search(window)
         basic = _smtp_reply(window)
         status = (enhanced.group(0) if enhanced else basic.group(1) if basic
                   else first_status.group(0) if first_status
                   else first_basic.group(1) if first_basic else None)
         folded_window = fold(window)
-        if cause_of(None, folded_window) == "unknown":
+        text_cause = cause_of(None, folded_window)
+        if text_cause == "unknown":
             folded_window = folded_window + "\n" + folded_report
-        # A delay warning: temporary words, and neither a 5.x.x, a permanent wording nor an
-        # address failure ("Warning: user unknown!" is a failure).
-        failed = not (
-            (_TEMPORARY_TEXT.search(fold(subject)) or _TEMPORARY_TEXT.search(folded_report))
-            and (not _PERMANENT_TEXT.search(folded_report) or _STILL_TRYING.search(folded_report))
-            and not (status and status[0] == "5")
-            and cause_of(None, folded_window) not in HARD_CAUSES
-        )
+            text_cause = cause_of(None, folded_window)
+        failed = not (delay_warning and not (status and status[0] == "5")
+                      and text_cause not in HARD_CAUSES)
         hard, cause = verdict(status, folded_window, failed)
         failures.append(RecipientFailure(address=candidate.address, permanent=hard,
                                          status=status, cause=cause))

@@ -202,14 +202,14 @@ def _classify(
             received_at=received_at,
         )
 
-    def bounce_result(bounce: Bounce, extra: Iterable[str] = ()) -> Classification:
+    def bounce_result(bounce: Bounce) -> Classification:
         return result(
             "bounce",
             bounce.automatic and bool(bounce.failures),
             addresses=dedupe(f.address for f in bounce.failures),
             language=text_language,
             failures=bounce.failures,
-            extra=[*bounce.reasons, *extra],
+            extra=bounce.reasons,
         )
 
     ctype = msg.get_content_type()

@@ -24,13 +24,10 @@ import re
 from email.message import Message
 from typing import NamedTuple
 
-from suppression.replies.bounces import _field_blocks
+from suppression.replies.mime import report_fields
 from suppression.replies.senders import header_recipients
 from suppression.replies.text import dedupe, fold, header_str, raw_header, valid_address
 
-COMPLAINT_TYPES = frozenset(
-    {"abuse", "fraud", "virus", "other", "opt-out", "optout", "unsubscribe", "complaint"}
-)
 _NOT_COMPLAINTS = frozenset({"not-spam", "auth-failure", "dmarc"})
 _REDACTED_LOCAL = re.compile(
     r"redact|removed|hidden|anonym|^x+$|^[*#x._-]+$|^user$|^recipient$|^nobody$|^unknown$",
@@ -94,7 +91,7 @@ def complaint(
     feedback_type = ""
     explicit: list[str] = []
     for part in feedback_parts:
-        for block in _field_blocks(part):
+        for block in report_fields(part):
             for key, value in block:
                 if key == "feedback-type" and not feedback_type:
                     feedback_type = fold(value).split()[0] if value.strip() else ""

@@ -134,6 +134,32 @@ def _recover_boundary(part: Message) -> Message | None:
     return reparsed if complete and reparsed.is_multipart() else None
 
 
+def report_fields(part: Message) -> list[list[tuple[str, str]]]:
+    """The field blocks of a report part (message/delivery-status, message/feedback-report,
+    or a text part carrying one), however it was parsed."""
+    payload = part.get_payload()
+    blocks: list[list[tuple[str, str]]] = []
+    if isinstance(payload, list):
+        for block in payload[:MAX_PARTS]:
+            if isinstance(block, Message):
+                blocks.append([(k.lower(), header_str(v)) for k, v in block.items()])
+        return blocks
+    if not isinstance(payload, str):
+        return blocks
+    text = decode_bytes(payload_bytes(part), "utf-8")
+    for chunk in re.split(r"\n\s*\n", text.replace("\r\n", "\n"))[:MAX_PARTS]:
+        fields: list[tuple[str, str]] = []
+        for line in chunk.split("\n"):
+            if line[:1] in {" ", "\t"} and fields:
+                fields[-1] = (fields[-1][0], fields[-1][1] + " " + line.strip())
+            elif ":" in line:
+                key, _, value = line.partition(":")
+                fields.append((key.strip().lower(), value.strip()))
+        if fields:
+            blocks.append(fields)
+    return blocks
+
+
 class Body(NamedTuple):
     plain: list[str]
     html: list[str]

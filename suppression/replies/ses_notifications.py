@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from suppression.replies.bounces import ENHANCED_STATUS, HARD_CAUSES, Bounce, cause_of
+from suppression.replies.bounces import ENHANCED_STATUS, Bounce, cause_of, verdict
 from suppression.replies.model import BounceCause, RecipientFailure
 from suppression.replies.text import dedupe, fold, valid_address
 
@@ -88,16 +88,14 @@ def ses_notification(text: str) -> Bounce | SesComplaint | None:
         diagnostic = fold(str(recipient.get("diagnosticCode", "")))
         status_match = ENHANCED_STATUS.search(str(recipient.get("status", "")) or diagnostic)
         status = status_match.group(0) if status_match else None
-        cause = cause_of(status, diagnostic)
         if bounce_type == "Permanent":
+            cause = cause_of(status, diagnostic)
             # SES's own verdict: remove the address (it also keeps it on its list).
             failures.append(RecipientFailure(address=address, permanent=True, status=status,
                                              cause="no_such_user" if cause == "unknown"
                                              else cause))
         else:
-            soft = _TRANSIENT_CAUSES.get(sub_type) or cause
-            if soft in HARD_CAUSES or soft == "unknown":
-                soft = "temporary"
+            soft = _TRANSIENT_CAUSES.get(sub_type) or verdict(status, diagnostic, False)[1]
             failures.append(RecipientFailure(address=address, permanent=False, status=status,
                                              cause=soft))
     reasons = (f"ses:{bounce_type.lower() or 'bounce'}", f"ses:{sub_type or 'none'}")

@@ -330,15 +330,7 @@ class BrevoConnector(HttpConnector):
         budget = min(self.import_wait_s, self.http.policy.max_wait_s)
         waited, status = 0.0, ""
         for attempt in range(max(1, self.import_polls)):
-            response = await self.http.request("GET", self.url(path), headers=self._headers())
-            if response.status_code != 200:
-                code, words = _problem(response)
-                raise SyncFailed(f"{self.name}: GET {path}: HTTP {response.status_code} "
-                                 f"{code}: {words}")
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
+            body = await self._get_json(path)
             if not isinstance(body, dict):
                 raise SyncFailed(f"{self.name}: GET {path}: the answer is not a process")
             status = str(body.get("status") or "").strip().lower()
@@ -397,7 +389,8 @@ class BrevoConnector(HttpConnector):
             state.blocked = cursor
             yield PullPage(opt_outs, state.dump())
 
-    async def _get(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+    async def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """The JSON answer of a GET; SyncFailed for any other status or a body not JSON."""
         response = await self.http.request("GET", self.url(path), params=params,
                                            headers=self._headers())
         if response.status_code != 200:
@@ -405,9 +398,12 @@ class BrevoConnector(HttpConnector):
             raise SyncFailed(f"{self.name}: GET {path}: HTTP {response.status_code} "
                              f"{code}: {words}")
         try:
-            body = response.json()
+            return response.json()
         except ValueError as exc:
             raise SyncFailed(f"{self.name}: GET {path}: the answer is not JSON") from exc
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        body = await self._get_json(path, params)
         found = body.get("contacts") if isinstance(body, dict) else None
         if found is None:
             return []  # Brevo leaves "contacts" out when there are none

@@ -17,19 +17,19 @@ from typing import IO
 
 from service.runtime import Runtime
 from suppression.audience import (
+    AudienceRules,
+    Hits,
     IndexBuilder,
     Keyed,
     SuppressionIndex,
-    decide_row,
+    decides_alone,
+    file_country,
     key_address,
-    stand_in,
 )
-from suppression.csvfiles import Columns, CsvSource, Row, SafeWriter, map_columns
+from suppression.csvfiles import CsvSource, Row, SafeWriter, map_columns
 from suppression.importer import NewContact, add_contacts, contact_kind
-from suppression.ledger import ContactKind
 from suppression.links import make_links
 from suppression.rules import sender_for
-from suppression.store import Contact
 from suppression.suppression_list import Actor
 
 CHUNK = 2000
@@ -53,18 +53,19 @@ async def load_index(rt: Runtime, topic_id: str) -> SuppressionIndex:
     topic = rt.suppressions.topic(topic_id)
     assert topic is not None
     builder = IndexBuilder(topic)
-    async for page in rt.store.all_suppressions():
-        builder.add(page)
+    async for page in rt.store.suppression_keys():
+        builder.add_rows(page)
     async for hashed_page in rt.store.all_hashed_suppressions():
         builder.add_hashed(hashed_page)
     return builder.build()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     row: Row
     keyed: Keyed | None
     reasons: tuple[str, ...] = ()
+    hits: Hits | None = None
     contact_id: int = 0
 
 
@@ -87,43 +88,51 @@ async def check_audience(
     summary = CheckSummary()
     seen: set[bytes] = set()
     chunk: list[_Pending] = []
-    today = rt.suppressions.now().date()
-    sender = sender_for(rt.settings.brands, brand)  # the soft opt-in is its entity's
+    # The soft opt-in is its brand's entity's.
+    rules = AudienceRules(topic, rt.suppressions.now().date(),
+                          sender_for(rt.settings.brands, brand))
     by = Actor("import", f"check:{source}")
     base_url = rt.settings.base_url
+    mailto = rt.settings.mailbox.unsubscribe_address or None
+    address_at = columns.index["address"]
+    country_at = columns.index.get("country")
+    kind_at = columns.index.get("kind")
 
-    def value(row: Row, name: str, cols: Columns) -> str | None:
-        i = cols.index.get(name)
-        return row.values[i].strip() if i is not None else None
+    def cell(row: Row, at: int | None) -> str | None:
+        return row.values[at] if at is not None else None
 
     async def flush() -> None:
         valid = [p for p in chunk if p.keyed is not None and not p.reasons]
-        hits = {id(p): index.matching(p.keyed) for p in valid if p.keyed is not None}
-        # A suppression for everything decides alone: no need to fetch that contact.
-        lookup = [p.keyed.addr_hash for p in valid if p.keyed is not None and not any(
-            s.scope in ("global", "domain") for s in hits[id(p)])]
-        contacts = await rt.store.contacts_by_hashes(lookup)
-        subs = await rt.store.subscriptions_of([c.id for c in contacts.values()], topic.id)
-        unknown: list[_Pending] = []
+        lookup: list[_Pending] = []
         for p in valid:
             assert p.keyed is not None
+            p.hits = index.hits(p.keyed)
+            if decides_alone(p.hits):
+                p.reasons = rules.for_stranger(p.keyed, cell(p.row, country_at),
+                                               cell(p.row, kind_at), p.hits)
+            else:
+                lookup.append(p)
+        contacts = await rt.store.contacts_by_hashes(
+            [p.keyed.addr_hash for p in lookup if p.keyed is not None])
+        subs = await rt.store.subscriptions_of([c.id for c in contacts.values()], topic.id)
+        unknown: list[_Pending] = []
+        for p in lookup:
+            assert p.keyed is not None and p.hits is not None
             contact = contacts.get(p.keyed.addr_hash)
-            known = contact is not None
             if contact is None:
-                contact = _stand_in(p, columns)
-            decision = decide_row(contact, known, topic, hits[id(p)], subs, today, sender)
-            if decision.sendable:
-                if known:
-                    p.contact_id = contact.id
-                else:
+                p.reasons = rules.for_stranger(p.keyed, cell(p.row, country_at),
+                                               cell(p.row, kind_at), p.hits)
+                if not p.reasons:
                     unknown.append(p)
             else:
-                p.reasons = decision.reasons
+                p.reasons = rules.for_contact(contact, p.hits, subs.get(contact.id, ()))
+                p.contact_id = contact.id
         creating: asyncio.Task[list[int]] | None = None
         if unknown:
             at = rt.suppressions.now()
-            new = [NewContact(p.keyed.address, p.keyed.addr_hash, _country(p, columns),
-                              _kind(value(p.row, "kind", columns)), source)
+            new = [NewContact(p.keyed.address, p.keyed.addr_hash,
+                              file_country(cell(p.row, country_at)),
+                              contact_kind(cell(p.row, kind_at)) or "person", source)
                    for p in unknown if p.keyed is not None]
             creating = asyncio.create_task(rt.store.write(
                 lambda tx: add_contacts(tx, new, at, by.channel, by.actor, "pre-send check")))
@@ -142,32 +151,21 @@ async def check_audience(
         if creating is not None:
             for p, contact_id in zip(unknown, await creating, strict=True):
                 p.contact_id = contact_id
+        by_reason = summary.by_reason
         for p in rows:
-            summary.total += 1
             if p.reasons:
                 summary.excluded += 1
-                summary.by_reason.update(p.reasons)
+                by_reason.update(p.reasons)
                 excluded.writerow([*p.row.values, " ".join(p.reasons)])
                 continue
             links = make_links(rt.tokens, base_url, p.contact_id, topic=topic.id,
-                               campaign=campaign, brand=brand,
-                               mailto_address=rt.settings.mailbox.unsubscribe_address or None)
+                               campaign=campaign, brand=brand, mailto_address=mailto)
             summary.sendable += 1
             sendable.writerow([*p.row.values, links.unsubscribe_url, links.preferences_url,
                                links.list_unsubscribe, links.list_unsubscribe_post])
+        summary.total += len(rows)
         if progress is not None:
             progress(csv_source.bytes_read)
-
-    def _country(p: _Pending, cols: Columns) -> str | None:
-        country = (value(p.row, "country", cols) or "").upper()
-        return country if len(country) == 2 and country.isalpha() else None
-
-    def _kind(value: str | None) -> ContactKind:
-        return contact_kind(value) or "person"
-
-    def _stand_in(p: _Pending, cols: Columns) -> Contact:
-        assert p.keyed is not None
-        return stand_in(p.keyed, _country(p, cols), value(p.row, "kind", cols))
 
     for item in csv_source.rows():
         if isinstance(item, tuple):
@@ -177,7 +175,7 @@ async def check_audience(
             summary.by_reason["unreadable_row"] += 1
             excluded.writerow([f"line {line}: {problem}"])
             continue
-        keyed = key_address(item.values[columns.index["address"]], rt.hasher)
+        keyed = key_address(item.values[address_at], rt.hasher)
         pending = _Pending(item, keyed)
         if keyed is None:
             pending.reasons = ("invalid_address",)
@@ -191,4 +189,3 @@ async def check_audience(
     await flush()
     await emit()
     return summary
-

@@ -184,7 +184,7 @@ class CsvSource:
             if len(values) != width:
                 yield line, f"has {len(values)} fields, the header has {width}"
                 continue
-            if any(len(v) > MAX_FIELD_CHARS for v in values):
+            if max(map(len, values)) > MAX_FIELD_CHARS:
                 yield line, f"a field is longer than {MAX_FIELD_CHARS} characters"
                 continue
             yield Row(line, values)
@@ -212,5 +212,6 @@ class SafeWriter:
         self._writer = csv.writer(stream, delimiter=separator, lineterminator="\r\n")
 
     def writerow(self, values: Sequence[str]) -> None:
-        self._writer.writerow([safe_cell(v) for v in values])
+        dangerous = _DANGEROUS
+        self._writer.writerow([("'" + v) if v and v[0] in dangerous else v for v in values])
 

@@ -226,7 +226,8 @@ def _marketing_reasons(
     )
     if regime in ("opt_out", "opt_out_role"):
         # opt_out_role: we assume every marketing topic concerns a named B2B contact's role.
-        if row.wireless_domains_need_consent and _on_wireless_domain(contact, rules):
+        address = contact.address if contact else None
+        if row.wireless_domains_need_consent and on_wireless_domain(address, rules):
             if express:
                 return _expired(row, contact.consent_at if contact else None, today)
             return [f"no_consent:{row.key}:wireless_domain"]
@@ -299,10 +300,11 @@ def _soft_opt_in(contact: Contact, row: Jurisdiction, today: date, sender: Sende
     return True
 
 
-def _on_wireless_domain(contact: Contact | None, rules: Jurisdictions) -> bool:
-    if contact is None or not contact.address or not rules.wireless_domains:
+def on_wireless_domain(address: str | None, rules: Jurisdictions) -> bool:
+    """Is this address on a domain of the wireless-domain list (47 CFR 64.3100)?"""
+    if not address or not rules.wireless_domains:
         return False
-    labels = contact.address.rpartition("@")[2].strip().lower().rstrip(".").split(".")
+    labels = address.rpartition("@")[2].strip().lower().rstrip(".").split(".")
     # A listed domain covers its subdomains (FCC: "mobile.example.com" under "example.com").
     return any(".".join(labels[i:]) in rules.wireless_domains for i in range(len(labels) - 1))
 

@@ -828,6 +828,9 @@ class SqliteStore(StaffReads):
         async for page in self._pages(f"SELECT {_SUP_COLS} FROM suppressions"):
             yield [Suppression(*r) for r in page]
 
+    def suppression_keys(self) -> AsyncIterator[list[tuple[bytes, str, str]]]:
+        return self._pages("SELECT addr_hash, scope, reason FROM suppressions")
+
     async def suppressed_addresses(self) -> AsyncIterator[list[tuple[str, str, str, str]]]:
         sql = ("SELECT c.address, s.scope, s.reason, s.since FROM suppressions s JOIN contacts c "
                "ON c.addr_hash = s.addr_hash WHERE c.address IS NOT NULL ORDER BY c.address")

@@ -274,6 +274,11 @@ class Store(Protocol):
         """Every active suppression, page by page."""
         ...
 
+    def suppression_keys(self) -> AsyncIterator[list[tuple[bytes, str, str]]]:
+        """(addr_hash, scope, reason) of every active suppression, page by page: what a
+        pre-send check needs, without building a record per row."""
+        ...
+
     def suppressed_addresses(self) -> AsyncIterator[list[tuple[str, str, str, str]]]:
         """(address, scope, reason, since) of suppressions whose address is known."""
         ...

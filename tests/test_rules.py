@@ -176,26 +176,71 @@ MARKETING: dict[tuple[str | None, str], tuple[Reasons, Reasons, Reasons, Reasons
 }
 
 
-EEA_UNVERIFIED = ("BG", "HR", "CY", "CZ", "DK", "EE", "FI", "GR", "HU", "IE", "LV", "LT", "MT",
-                  "PL", "PT", "RO", "SK", "SI", "SE", "IS", "LI", "NO")
-for _cc in EEA_UNVERIFIED:
-    # Rows whose national text could not be read: as strict as default, under their code.
-    for _kind, _col in (("person", "b2c"), ("b2b_named", "b2b_named"),
-                        ("b2b_generic", "b2b_generic")):
-        MARKETING[_cc, _kind] = (OK, no(f"no_consent:{_cc}:{_col}_opt_in"),
-                                 no(f"no_consent:{_cc}:{_col}_opt_in"),
-                                 no(f"no_consent:{_cc}:third_party_source"),
-                                 no(f"no_consent:{_cc}:{_col}_opt_in"))
+# The other EU/EEA rows (researched in the 2026-12 review, most marked unverified: see
+# each row's note), AT, CH and NZ, column by column as config/jurisdictions.toml encodes
+# them. Regimes (written out from the table, not read from it):
+#   "in"        opt-in, no soft opt-in, an imported first-party consent counts
+#   "in+soft"   opt-in with the customer exception
+#   "in+soft+doi"  ... and only a confirmed (double opt-in) subscription proves consent
+#   "in+soft+12m"  ... and an express consent lapses after 12 months (DK)
+#   "out"       opt-out (generic company addresses where the law exempts legal persons)
+#   "consent"   express consent only (HR: named staff and sole traders, who are neither
+#               legal persons nor the "potrošači" of the soft opt-in)
+COLUMNS = ("b2c", "b2b_named", "b2b_generic", "sole_trader")
+KIND_OF = {"b2c": "person", "b2b_named": "b2b_named", "b2b_generic": "b2b_generic",
+           "sole_trader": "sole_trader"}
+RESEARCHED: dict[str, tuple[str, str, str, str]] = {
+    "AT": ("in", "in", "in", "in"),  # customer exception needs the ECG list: not encoded
+    "BG": ("in", "in", "in", "in"),  # legal persons opt-out only off the KZP register
+    "CH": ("in+soft", "in+soft", "in+soft", "in+soft"),
+    "CY": ("in+soft", "in+soft", "in+soft", "in+soft"),
+    "CZ": ("in+soft+doi", "in+soft+doi", "in+soft+doi", "in+soft+doi"),
+    "DK": ("in+soft+12m", "in+soft+12m", "in+soft+12m", "in+soft+12m"),
+    "EE": ("in+soft", "in+soft", "out", "in+soft"),
+    "FI": ("in+soft", "in+soft", "out", "in+soft"),
+    "GR": ("in+soft+doi", "in+soft+doi", "in+soft+doi", "in+soft+doi"),
+    "HR": ("in+soft", "consent", "out", "consent"),
+    "HU": ("in", "in", "out", "in"),
+    "IE": ("in+soft", "out", "out", "in+soft"),  # soft opt-in within 12 months of a sale
+    "IS": ("in", "in", "in", "in"),
+    "LI": ("in", "in", "in", "in"),
+    "LT": ("in+soft", "in+soft", "in+soft", "in+soft"),
+    "LV": ("in+soft", "in+soft", "out", "in+soft"),
+    "MT": ("in+soft", "in+soft", "in+soft", "in+soft"),
+    "NO": ("in+soft", "in+soft", "out", "in+soft"),
+    "PL": ("in", "in", "in", "in"),
+    "PT": ("in+soft", "in+soft", "in+soft", "in+soft"),  # legal persons: the DGC list
+    "RO": ("in", "in", "in", "in"),
+    "SE": ("in+soft", "in+soft", "out", "in+soft"),
+    "SI": ("in", "in", "in", "in"),
+    "SK": ("in+soft", "in+soft", "in+soft", "in+soft"),  # soft opt-in within 12 months
+}
+
+
+def _expected_row(cc: str, column: str, regime: str
+                  ) -> tuple[Reasons, Reasons, Reasons, Reasons, Reasons]:
+    """(form, customer, import, third party, none) for one column of a researched row."""
+    if regime == "out":
+        return (OK, OK, OK, OK, OK)
+    third = no(f"no_consent:{cc}:third_party_source")
+    if regime == "consent":
+        return (OK, no(f"no_consent:{cc}:consent"), OK, third, no(f"no_consent:{cc}:consent"))
+    missing = no(f"no_consent:{cc}:{column}_opt_in")
+    if regime == "in+soft+12m":
+        # The form's subscription (2024-01-01) and the imported consent (2024-01-15) are
+        # more than 12 months old on TODAY (2025-06-15).
+        lapsed = no(f"consent_expired:{cc}:consent")
+        return (lapsed, OK, lapsed, third, missing)
+    customer = OK if "soft" in regime else missing
+    imported = missing if regime.endswith("doi") else OK
+    return (OK, customer, imported, third, missing)
+
+
+for _cc, _regimes in RESEARCHED.items():
+    for _column, _regime in zip(COLUMNS, _regimes, strict=True):
+        MARKETING[_cc, KIND_OF[_column]] = _expected_row(_cc, _column, _regime)
 for _kind, _col in (("person", "b2c"), ("b2b_named", "b2b_named"),
                     ("b2b_generic", "b2b_generic")):
-    # AT: TKG 2021 §174, consent for everyone; the customer exception needs an ECG-list
-    # check mailprefs cannot do, so no soft opt-in; an imported consent counts.
-    MARKETING["AT", _kind] = (OK, no(f"no_consent:AT:{_col}_opt_in"), OK,
-                              no("no_consent:AT:third_party_source"),
-                              no(f"no_consent:AT:{_col}_opt_in"))
-    # CH: UWG Art. 3 Abs. 1 lit. o, consent with a customer exception, for everyone.
-    MARKETING["CH", _kind] = (OK, OK, OK, no("no_consent:CH:third_party_source"),
-                              no(f"no_consent:CH:{_col}_opt_in"))
     # NZ: UEMA 2007, express or inferred consent (like AU).
     MARKETING["NZ", _kind] = (OK, OK, OK, no("no_consent:NZ:third_party_source"),
                               no("no_consent:NZ:consent"))
@@ -210,7 +255,8 @@ def _sole_trader(person: tuple[Reasons, ...]) -> tuple[Reasons, ...]:
 
 
 for _country in sorted({c for c, _ in MARKETING}, key=lambda c: c or ""):
-    MARKETING[_country, "sole_trader"] = _sole_trader(MARKETING[_country, "person"])
+    if (_country, "sole_trader") not in MARKETING:
+        MARKETING[_country, "sole_trader"] = _sole_trader(MARKETING[_country, "person"])
 
 # Service topics (required or not), in every country: customers and confirmed
 # subscribers only (legitimate interest / contract), per provenance as above.
@@ -250,7 +296,7 @@ def test_legal_table(country: str | None, kind: str, provenance: str, topic_kind
 def test_the_table_covers_every_required_row() -> None:
     rows = builtin_jurisdictions().rows
     required = {"default", "BE", "NL", "FR", "DE", "LU", "ES", "IT", "GB", "US", "CA", "AU",
-                "AT", "CH", "NZ", *EEA_UNVERIFIED}
+                "NZ", *RESEARCHED}
     eu_eea = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU",
               "IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES",
               "SE", "IS", "LI", "NO"}

@@ -145,17 +145,22 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 @click.argument("address")
 @click.option("--topic", help="Topic the links unsubscribe from (default: everything).")
 @click.option("--campaign", help="Campaign reference carried in the links.")
+@click.option("--brand", help="Brand the mailing is sent for (default: the first brand).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def links(ctx: Context, address: str, topic: str | None, campaign: str | None,
-          as_json: bool) -> None:
+          brand: str | None, as_json: bool) -> None:
     """Personalised unsubscribe and preference links (creates the contact if new)."""
 
     async def work(rt: Runtime) -> dict[str, object]:
         rt.suppressions.topic(topic)
+        if brand is not None and rt.settings.brand(brand).id != brand:
+            fail(f"unknown brand {brand!r} (known: "
+                 f"{', '.join(b.id for b in rt.settings.brands)})")
         contact = await rt.suppressions.ensure_contact(address, CLI_ACTOR, source="cli")
         return make_links(
             rt.tokens, rt.settings.base_url, contact.id, topic=topic, campaign=campaign,
+            brand=brand,
             mailto_address=rt.settings.mailbox.unsubscribe_address or None,
         ).as_json()
 

@@ -21,7 +21,7 @@ from service.recipient.web import Web
 from service.runtime import Runtime
 from suppression.addresses import domain_of
 from suppression.config import LANGUAGES, Settings, Topic
-from suppression.rules import decide
+from suppression.rules import Sender, decide, sender_for
 from suppression.store import Contact, Subscription, Suppression, Tx
 from suppression.subscriptions import (
     Who,
@@ -49,11 +49,12 @@ class TopicState:
 
 def topic_states(
     topics: tuple[Topic, ...], contact: Contact, subs: list[Subscription],
-    suppressions: list[Suppression], lang: str, today: date,
+    suppressions: list[Suppression], lang: str, today: date, sender: Sender | None = None,
 ) -> list[TopicState]:
     """What each checkbox shows: would this person get the topic now, by the same rules
     as `status` and `check` (a pause aside: it has its own field). In an opt-out country
-    a topic is ticked without a subscription, so unticking it records the opt-out."""
+    a topic is ticked without a subscription, so unticking it records the opt-out.
+    ``sender``: the brand the link was made for (a soft opt-in is its legal entity's)."""
     unpaused = msgspec.structs.replace(contact, paused_until=None)
     status = {s.topic: s.status for s in subs}
     states = []
@@ -61,7 +62,7 @@ def topic_states(
         pending = status.get(topic.id) == "pending"
         receiving = topic.required or pending or decide(
             contact=unpaused, topic=topic, subscriptions=subs, suppressions=suppressions,
-            today=today,
+            today=today, sender=sender,
         ).sendable
         states.append(
             TopicState(
@@ -101,7 +102,8 @@ async def _render(
         lang=lang,
         brand=settings.brand(payload.brand),
         title=pages.t(lang, "prefs_title"),
-        topics=topic_states(settings.topics, contact, subs, sups, lang, today),
+        topics=topic_states(settings.topics, contact, subs, sups, lang, today,
+                            sender_for(settings.brands, payload.brand)),
         action=f"/p/{prefs_token}",
         csrf=csrf_token(runtime.tokens, contact.id, FORM),
         paused_until=contact.paused_until
@@ -162,13 +164,14 @@ def save_preferences(
     language: str | None,
     pause: str | None,
     by: Who,
+    sender: Sender | None = None,
 ) -> list[str]:
     """Apply the form in one transaction, only what differs from the current state."""
     contact = need_contact(tx, contact_id)
     subs = tx.subscriptions(contact_id)
     sups = tx.suppressions([contact.addr_hash])
     to_confirm: list[str] = []
-    for state in topic_states(topics, contact, subs, sups, "en", by.at.date()):
+    for state in topic_states(topics, contact, subs, sups, "en", by.at.date(), sender):
         if state.required or (state.id in wanted) == state.checked:
             continue
         if state.checked:
@@ -216,7 +219,8 @@ async def preferences_post(
     wanted = {str(v) for v in form.getall("topic", [])} & set(settings.topic_ids)
     to_confirm = await runtime.store.write(
         lambda tx: save_preferences(
-            tx, contact.id, wanted, settings.topics, str(language) if language else None, pause, by
+            tx, contact.id, wanted, settings.topics, str(language) if language else None, pause, by,
+            sender_for(settings.brands, payload.brand),
         )
     )
     lang = str(language) if language else pages.language(request, contact.language)

@@ -297,3 +297,42 @@ def test_opt_out_country_shows_topics_ticked_and_unticking_opts_out(server: Serv
     after = server.cli("status", "us.customer@example.com", "--topic", "newsletter", "--json")
     assert "suppressed:topic:newsletter:unsubscribe" in after.stdout
     assert server.outbox() == []  # nothing newly asked for, so no confirmation mail
+
+
+def test_preference_page_shows_the_soft_opt_in_of_the_links_brand_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Brands of two legal entities: a Belgian customer of CloudCare has a soft opt-in for
+    CloudCare's newsletter, not IT-Care's. The page opened from an IT-Care mailing must not
+    show the newsletter as received, and saving it must not record an opt-out."""
+    from tests.conftest import free_port, write_config
+
+    port = free_port()
+    config = write_config(tmp_path, port=port, extra=(
+        '[[brands]]\nid = "itcare"\nname = "IT-Care"\nlegal_entity = "itcare-nv"\n\n'
+        '[[brands]]\nid = "cloudcare"\nname = "CloudCare"\nlegal_entity = "cloudcare-bv"\n'))
+    data = tmp_path / "customers.csv"
+    data.write_text("email;country;source;last_purchase_at;purchase_brand\n"
+                    "bought@example.be;BE;customer;2026-06-01;cloudcare\n", encoding="utf-8")
+    srv = Server(config, port)
+    assert srv.cli("import", str(data)).returncode == 0
+    srv.start()
+    try:
+        ticked = r'id="topic-newsletter" name="topic" value="newsletter" checked'
+        own = srv.links("bought@example.be", "--brand", "cloudcare")["preferences_url"]
+        assert re.search(ticked, httpx.get(own).text)
+        other = srv.links("bought@example.be", "--brand", "itcare")["preferences_url"]
+        page = httpx.get(other).text
+        assert re.search(r'id="topic-newsletter" name="topic" value="newsletter"', page)
+        assert not re.search(ticked, page)
+        before = srv.ledger_length()
+        shown = re.findall(r'name="topic" value="([a-z]+)" checked', page)
+        assert "newsletter" not in shown
+        saved = httpx.post(other, data={"csrf": form_fields(page)["csrf"], "action": "save",
+                                        "topic": shown})
+        assert saved.status_code == 200
+        assert srv.ledger_length() == before  # saved as shown: no opt-out recorded
+        status = srv.cli("status", "bought@example.be", "--topic", "newsletter", "--json")
+        assert "suppressed" not in status.stdout
+        unknown = srv.cli("links", "bought@example.be", "--brand", "nope")
+        assert unknown.returncode != 0 and "unknown brand 'nope'" in unknown.stderr
+    finally:
+        srv.stop()

@@ -50,6 +50,8 @@ def source_label(source: str) -> str:
 
 def _control_characters(values: list[str], columns: Columns) -> str | None:
     """The first imported field whose cell holds a control character, else None."""
+    if not _CONTROL.search("\t".join(values)):
+        return None  # the usual case, in one scan of the row
     for field, position in columns.index.items():
         if position < len(values) and _CONTROL.search(values[position]):
             return field

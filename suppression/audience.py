@@ -13,7 +13,6 @@ class once and reuses the answer (a million rows fall into a few hundred classes
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -120,12 +119,7 @@ def key_address(raw: str, hasher: AddressHasher) -> Keyed | None:
         address = normalise(raw)
     except InvalidAddress:
         return None
-    return Keyed(address, hasher.addr_hash(address), _domain_hash(hasher, domain_of(address)))
-
-
-@functools.lru_cache(maxsize=65_536)
-def _domain_hash(hasher: AddressHasher, domain: str) -> bytes:
-    return hasher.domain_hash(domain)  # audiences repeat a few domains a million times
+    return Keyed(address, hasher.addr_hash(address), hasher.domain_hash(domain_of(address)))
 
 
 def file_country(value: str | None) -> str | None:

@@ -15,10 +15,11 @@ import hmac
 class AddressHasher:
     """Keyed hashing with one secret, built once and reused (hot path)."""
 
-    __slots__ = ("_template",)
+    __slots__ = ("_domains", "_template")
 
     def __init__(self, secret: bytes) -> None:
         self._template = hmac.new(secret, digestmod=hashlib.sha256)
+        self._domains: dict[str, bytes] = {}
 
     def addr_hash(self, normalised: str) -> bytes:
         """32-byte keyed hash of an already normalised address."""
@@ -27,8 +28,14 @@ class AddressHasher:
         return mac.digest()
 
     def domain_hash(self, ascii_domain: str) -> bytes:
-        """Keyed hash for a whole-domain suppression (``@example.com``)."""
-        return self.addr_hash("@" + ascii_domain.lower())
+        """Keyed hash for a whole-domain suppression (``@example.com``). Lists repeat a
+        few domains a million times: the hashes of up to 65,536 are kept."""
+        found = self._domains.get(ascii_domain)
+        if found is None:
+            found = self.addr_hash("@" + ascii_domain.lower())
+            if len(self._domains) < 65_536:
+                self._domains[ascii_domain] = found
+        return found
 
 
 def partner_md5(address: str) -> str:

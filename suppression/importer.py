@@ -1,6 +1,7 @@
 """Importing contact lists: validate every row, never override an opt-out.
 
-Rows become contacts (``ContactAdded``) or update the facts of known contacts
+Rows become contacts (one ``ContactsAdded`` event per batch: its note names the file,
+each contact's own evidence its line) or update the facts of known contacts
 (``ContactUpdated``: country, language, kind, dates). An import never writes a
 subscription and never lifts a suppression: a provable consent (a ``consent_at``
 *and* a ``consent_text`` version) is recorded on the contact, and the rules decide
@@ -21,9 +22,9 @@ from suppression.addresses import InvalidAddress, domain_of, normalise
 from suppression.csvfiles import Columns, Row
 from suppression.hashing import AddressHasher, partner_md5, partner_sha256
 from suppression.ledger import (
-    ContactAdded,
     ContactKind,
     ContactUpdated,
+    CreatedContact,
     Event,
     Evidence,
     HashSuppressed,
@@ -48,11 +49,14 @@ KIND_ALIASES: dict[str, ContactKind] = {
 
 def contact_kind(value: str | None) -> ContactKind | None:
     """The kind a cell names (a kind or an alias), None for anything else."""
+    if value in _KIND_NAMES:
+        return value
     name = " ".join((value or "").strip().lower().replace("_", " ").split())
     for kind in KINDS:
         if name == kind.replace("_", " "):
             return kind
     return KIND_ALIASES.get(name) or KIND_ALIASES.get(name.replace(" ", "_"))
+_KIND_NAMES = frozenset(KINDS)
 SOURCES = ("form", "customer", "event", "partner", "purchased", "acquired")
 Outcome = Literal["created", "updated", "unchanged", "blocked_by_suppression"]
 _SOURCE_NAME = re.compile(r"import:[A-Za-z0-9_.-]{1,60}")
@@ -205,12 +209,14 @@ def _changes(row: ImportRow, contact: Contact) -> dict[str, str]:
 
 def import_rows(tx: Tx, rows: Sequence[ImportRow], at: datetime, channel: str, actor: str,
                 note: str) -> list[Outcome]:
-    """One batch, in one transaction: lookups for the whole batch, then bulk appends."""
+    """One batch, in one transaction: lookups for the whole batch, then one ContactsAdded
+    event for the new contacts and a ContactUpdated per changed one."""
     contacts = tx.contacts_by_hashes([r.addr_hash for r in rows])
     blocked = tx.blocked_hashes([h for r in rows for h in (r.addr_hash, r.domain_hash)])
     check_partner_lists = tx.has_hashed_suppressions()
     next_id = tx.new_contact_id()
-    events: list[tuple[Event, Evidence | None]] = []
+    created: list[tuple[CreatedContact, Evidence]] = []
+    updates: list[tuple[Event, Evidence | None]] = []
     outcomes: list[Outcome] = []
     for row in rows:
         contact = contacts.get(row.addr_hash)
@@ -224,11 +230,11 @@ def import_rows(tx: Tx, rows: Sequence[ImportRow], at: datetime, channel: str, a
             continue
         consent = f"; consent text {row.consent_text}" if row.consent_text else ""
         if contact is None:
-            events.append((
-                ContactAdded(
-                    at=at, channel=channel, actor=actor, contact_id=next_id,
-                    addr_hash=row.addr_hash.hex(), language=row.language, country=row.country,
-                    kind=row.kind, source=row.source, consent_at=row.consent_at,
+            created.append((
+                CreatedContact(
+                    contact_id=next_id, addr_hash=row.addr_hash.hex(), evidence="",
+                    language=row.language, country=row.country, kind=row.kind,
+                    source=row.source, consent_at=row.consent_at,
                     last_purchase_at=row.last_purchase_at, last_enquiry_at=row.last_enquiry_at,
                     purchase_entity=row.purchase_entity,
                 ),
@@ -242,14 +248,16 @@ def import_rows(tx: Tx, rows: Sequence[ImportRow], at: datetime, channel: str, a
         if not changes:
             outcomes.append("unchanged")
             continue
-        events.append((
+        updates.append((
             ContactUpdated(at=at, channel=channel, actor=actor, contact_id=contact.id,
                            **changes),  # type: ignore[arg-type]
             Evidence(note=f"{note}, line {row.line}{consent}"),
         ))
         outcomes.append("updated")
-    if events:
-        tx.append_many(events)
+    if created:
+        tx.append_contacts(at, channel, actor, created, Evidence(note=note))
+    if updates:
+        tx.append_many(updates)
     return outcomes
 
 
@@ -264,26 +272,25 @@ class NewContact:
 
 def add_contacts(tx: Tx, new: Sequence[NewContact], at: datetime, channel: str, actor: str,
                  note: str) -> list[int]:
-    """Contact ids for these addresses, creating the missing ones in one bulk append."""
+    """Contact ids for these addresses, creating the missing ones in one ContactsAdded."""
     known = tx.contacts_by_hashes([n.addr_hash for n in new])
     next_id = tx.new_contact_id()
     ids: list[int] = []
-    events: list[tuple[Event, Evidence | None]] = []
+    created: list[tuple[CreatedContact, Evidence]] = []
     for n in new:
         contact = known.get(n.addr_hash)
         if contact is not None:
             ids.append(contact.id)
             continue
-        events.append((
-            ContactAdded(at=at, channel=channel, actor=actor, contact_id=next_id,
-                         addr_hash=n.addr_hash.hex(), country=n.country, kind=n.kind,
-                         source=n.source),
-            Evidence(address=n.address, note=note),
+        created.append((
+            CreatedContact(contact_id=next_id, addr_hash=n.addr_hash.hex(), evidence="",
+                           country=n.country, kind=n.kind, source=n.source),
+            Evidence(address=n.address),
         ))
         ids.append(next_id)
         next_id += 1
-    if events:
-        tx.append_many(events)
+    if created:
+        tx.append_contacts(at, channel, actor, created, Evidence(note=note))
     return ids
 
 

@@ -77,6 +77,47 @@ class ContactAdded(_Event, frozen=True, kw_only=True):
     """The legal entity the purchase was made with (its soft opt-in only)."""
 
 
+class CreatedContact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One contact of a :class:`ContactsAdded` batch: the facts ContactAdded would carry,
+    and the SHA-256 of this contact's own evidence (address, name, company, the file's
+    line), kept apart so that erasing one person leaves the batch verifiable."""
+
+    contact_id: int
+    addr_hash: str
+    evidence: str
+    """SHA-256 hex of the contact's encoded Evidence."""
+    language: str | None = None
+    country: str | None = None
+    kind: ContactKind = "person"
+    source: str = "form"
+    consent_at: str | None = None
+    last_purchase_at: str | None = None
+    last_enquiry_at: str | None = None
+    purchase_entity: str | None = None
+
+
+class ContactsAdded(_Event, frozen=True, kw_only=True):
+    """New contacts in bulk (an import batch, the new recipients of a pre-send check):
+    one event, one link of the chain, for up to a few thousand contacts. Each contact
+    points back at it (where it came from: the batch's note names the file, the
+    contact's own evidence its line)."""
+
+    contacts: tuple[CreatedContact, ...]
+
+
+def contacts_added(at: datetime, channel: Channel, actor: str,
+                   items: list[tuple[CreatedContact, Evidence]]
+                   ) -> tuple[ContactsAdded, list[bytes]]:
+    """The batch event for these contacts (their ``evidence`` digests filled in from
+    the Evidence given) and each contact's encoded evidence, in the same order."""
+    bodies = [encode_evidence(evidence) for _, evidence in items]
+    contacts = tuple(
+        msgspec.structs.replace(contact, evidence=evidence_digest(body))
+        for (contact, _), body in zip(items, bodies, strict=True)
+    )
+    return ContactsAdded(at=at, channel=channel, actor=actor, contacts=contacts), bodies
+
+
 class ContactUpdated(_Event, frozen=True, kw_only=True):
     """Changed facts (None: unchanged). A new name/company/address is evidence."""
 
@@ -207,6 +248,7 @@ class PreferencesChanged(_Event, frozen=True, kw_only=True):
 
 Event = (
     ContactAdded
+    | ContactsAdded
     | ContactUpdated
     | Subscribed
     | SubscriptionRemoved

@@ -168,6 +168,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE contacts ADD COLUMN purchase_entity TEXT",
     ),
+    # 7: contacts created in bulk by one ContactsAdded event: the event's seq, and the
+    # contact's own evidence (address, name, company, line), erasable like any evidence
+    (
+        "ALTER TABLE contacts ADD COLUMN added_seq INTEGER",
+        "ALTER TABLE contacts ADD COLUMN added_evidence BLOB",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,7 +30,7 @@ from suppression.ledger import (
     Unsubscribed,
     decode_event,
 )
-from suppression.store import Store, Tx
+from suppression.store import Contact, Store, Tx
 from suppression.suppression_list import Actor, ensure_contact_in
 
 # Suppressions that follow a person to their new address (a bounce is about the old
@@ -57,6 +57,7 @@ async def export(store: Store, hasher: AddressHasher, address: str) -> dict[str,
                 "held": "only a keyed hash of the address"}
     events = await store.events_of(contact.id if contact else None, addr_hash.hex())
     evidence = await store.evidence_of([e.seq for e in events])
+    own = await store.added_evidence(contact.id) if contact else None
     inbox = await store.inbox_of(addr_hash)
     if contact is None and not suppressions and not events and not inbox:
         raise UnknownPerson("nothing is held about this address")
@@ -69,16 +70,28 @@ async def export(store: Store, hasher: AddressHasher, address: str) -> dict[str,
         "suppressions": [{"scope": s.scope, "reason": s.reason, "since": s.since,
                           "channel": s.channel} for s in suppressions],
         "bounces": _bounces(events),
-        "events": [{
-            "seq": e.seq, "at": e.at, "type": e.type, "channel": e.channel,
-            "actor": e.actor, "event": json.loads(e.payload),
-            "evidence": json.loads(evidence[e.seq]) if e.seq in evidence else None,
-        } for e in events],
+        "events": [_exported(e, evidence.get(e.seq), contact, own) for e in events],
         "messages": [{
             "id": m.id, "received_at": m.received_at, "kind": m.kind, "state": m.state,
             "subject": m.subject, "text": m.body,
         } for m in inbox],
     }
+
+
+def _exported(e: StoredEvent, evidence: bytes | None, contact: Contact | None,
+              own: bytes | None) -> dict[str, Any]:
+    """One ledger event as the person may see it. A ContactsAdded batch also lists other
+    people: only this person's entry is shown, with their own evidence (the batch's note,
+    which names the file, next to it)."""
+    event = json.loads(e.payload)
+    shown_evidence = json.loads(evidence) if evidence is not None else None
+    if e.type == "ContactsAdded" and contact is not None:
+        event["contacts"] = [c for c in event.get("contacts", [])
+                             if c.get("contact_id") == contact.id]
+        shown_evidence = {"batch": shown_evidence,
+                          "contact": json.loads(own) if own is not None else None}
+    return {"seq": e.seq, "at": e.at, "type": e.type, "channel": e.channel,
+            "actor": e.actor, "event": event, "evidence": shown_evidence}
 
 
 def _bounces(events: list[StoredEvent]) -> list[dict[str, Any]]:

@@ -215,13 +215,20 @@ class StaffReads:
         return {int(seq): str(address) for seq, address in rows}
 
     async def events_of(self, contact_id: int | None, addr_hash: str) -> list[StoredEvent]:
+        contact = contact_id if contact_id is not None else -1
         rows = await self._fetchall(
             f"SELECT {_EVENT_COLS} FROM events WHERE contact_id = ? UNION "
-            f"SELECT {_EVENT_COLS} FROM events WHERE contact_id IS NULL AND addr_hash = ? "
-            "ORDER BY seq",
-            (contact_id if contact_id is not None else -1, addr_hash),
+            f"SELECT {_EVENT_COLS} FROM events WHERE contact_id IS NULL AND addr_hash = ? UNION "
+            f"SELECT {_EVENT_COLS} FROM events WHERE seq = "
+            "(SELECT added_seq FROM contacts WHERE id = ?) ORDER BY seq",
+            (contact, addr_hash, contact),
         )
         return [StoredEvent(*r) for r in rows]
+
+    async def added_evidence(self, contact_id: int) -> bytes | None:
+        rows = await self._fetchall(
+            "SELECT added_evidence FROM contacts WHERE id = ?", (contact_id,))
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def evidence_of(self, seqs: list[int]) -> dict[int, bytes]:
         found: dict[int, bytes] = {}

@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,7 +42,9 @@ from suppression.ledger import (
     Complained,
     Confirmed,
     ContactAdded,
+    ContactsAdded,
     ContactUpdated,
+    CreatedContact,
     Erased,
     Event,
     Evidence,
@@ -142,6 +145,13 @@ _INSERT_CONTACT = (
 )
 
 
+_INSERT_BATCH_CONTACT = (
+    "INSERT INTO contacts (id, address, addr_hash, language, country, kind, source, created_at, "
+    "updated_at, name, company, consent_at, last_purchase_at, last_enquiry_at, purchase_entity, "
+    "added_seq, added_evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
 def _contact_row(event: ContactAdded, evidence: Evidence | None) -> tuple[object, ...]:
     at = event.at.isoformat()
     return (
@@ -210,6 +220,29 @@ class _SqliteTx(StaffTx):
 
     def append_many(self, items: list[tuple[Event, Evidence | None]]) -> list[int]:
         """Chain and store events in order (bulk inserts), then derive state from each."""
+        first = self.tip_seq + 1
+        self._chain(items)
+        for offset, (event, evidence) in enumerate(items):
+            self._project(first + offset, event, evidence)
+        return list(range(first, self.tip_seq + 1))
+
+    def append_contacts(self, at: datetime, channel: str, actor: str,
+                        items: list[tuple[CreatedContact, Evidence]],
+                        evidence: Evidence | None = None) -> int:
+        event, bodies = ledger.contacts_added(at, channel, actor, items)
+        self._chain([(event, evidence)])
+        seq = self.tip_seq
+        when = at.isoformat()
+        self.conn.executemany(_INSERT_BATCH_CONTACT, [
+            (c.contact_id, ev.address, bytes.fromhex(c.addr_hash), c.language, c.country,
+             c.kind, c.source, when, when, ev.name, ev.company, c.consent_at,
+             c.last_purchase_at, c.last_enquiry_at, c.purchase_entity, seq, body)
+            for c, (_, ev), body in zip(event.contacts, items, bodies, strict=True)
+        ])
+        return seq
+
+    def _chain(self, items: list[tuple[Event, Evidence | None]]) -> None:
+        """Chain and store the events (bulk inserts); moves the tip."""
         event_rows: list[tuple[object, ...]] = []
         evidence_rows: list[tuple[int, bytes]] = []
         seq, tip = self.tip_seq, self.tip_hash
@@ -233,17 +266,7 @@ class _SqliteTx(StaffTx):
         if evidence_rows:
             self.conn.executemany("INSERT INTO evidence (seq, body) VALUES (?, ?)",
                                   evidence_rows)
-        first = self.tip_seq + 1
-        new_contacts = [(e, ev) for e, ev in items if isinstance(e, ContactAdded)]
-        if len(new_contacts) == len(items):
-            # A bulk import: every event creates a contact, so derive them in one go.
-            self.conn.executemany(_INSERT_CONTACT, [_contact_row(e, ev) for e, ev in
-                                                    new_contacts])
-        else:
-            for offset, (event, evidence) in enumerate(items):
-                self._project(first + offset, event, evidence)
         self.tip_seq, self.tip_hash = seq, tip
-        return list(range(first, seq + 1))
 
     def contacts_by_hashes(self, addr_hashes: list[bytes]) -> dict[bytes, Contact]:
         found: dict[bytes, Contact] = {}
@@ -341,6 +364,8 @@ class _SqliteTx(StaffTx):
         match event:
             case ContactAdded():
                 c.execute(_INSERT_CONTACT, _contact_row(event, evidence))
+            case ContactsAdded():
+                raise TypeError("a ContactsAdded batch is appended with append_contacts")
             case ContactUpdated():
                 c.execute(
                     "UPDATE contacts SET language = coalesce(?, language), "
@@ -426,7 +451,7 @@ class _SqliteTx(StaffTx):
                     "UPDATE contacts SET address = NULL, language = NULL, country = NULL, "
                     "paused_until = NULL, name = NULL, company = NULL, consent_at = NULL, "
                     "last_purchase_at = NULL, last_enquiry_at = NULL, purchase_entity = NULL, "
-                    "erased_at = ?, "
+                    "added_evidence = NULL, erased_at = ?, "
                     "updated_at = ? WHERE id = ?",
                     (at, at, event.contact_id),
                 )

@@ -9,11 +9,12 @@ An exception raised by one function undoes only that function's changes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 import msgspec
 
-from suppression.ledger import ChainBroken, Event, Evidence, StoredEvent
+from suppression.ledger import ChainBroken, CreatedContact, Event, Evidence, StoredEvent
 
 T = TypeVar("T")
 
@@ -208,6 +209,14 @@ class Tx(Protocol):
         contact), oldest first."""
         ...
 
+    def append_contacts(self, at: datetime, channel: str, actor: str,
+                        items: list[tuple[CreatedContact, Evidence]],
+                        evidence: Evidence | None = None) -> int:
+        """New contacts in one ContactsAdded event (ledger.contacts_added fills in each
+        contact's evidence digest); ``evidence`` is the batch's own (the file, say).
+        Returns the event's seq."""
+        ...
+
     def hash_has_events(self, addr_hash: str) -> bool:
         """Does the ledger hold an event about this keyed hash without a contact?"""
         ...
@@ -330,7 +339,12 @@ class Store(Protocol):
     async def erasure_addresses(self, connector: str, seqs: list[int]) -> dict[int, str]: ...
 
     async def events_of(self, contact_id: int | None, addr_hash: str) -> list[StoredEvent]:
-        """Every event about a person: by contact id, or by keyed hash alone."""
+        """Every event about a person: by contact id, or by keyed hash alone, and the
+        ContactsAdded batch that created the contact (which also lists others)."""
+        ...
+
+    async def added_evidence(self, contact_id: int) -> bytes | None:
+        """The contact's own evidence from the ContactsAdded batch that created it."""
         ...
 
     async def evidence_of(self, seqs: list[int]) -> dict[int, bytes]: ...

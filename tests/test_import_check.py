@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 
 from tests.conftest import run_cli
@@ -59,7 +60,10 @@ def test_import_reports_invalid_duplicate_and_imports_the_rest(config_path: Path
     assert "has 2 fields, the header has 4" in reasons["7"]
     formula = next(row for row in rejects if row[0] == "8")
     assert formula[2].startswith("'=HYPERLINK")  # neutralised for spreadsheets
-    assert ledger_length(config_path) == 2
+    assert ledger_length(config_path) == 1  # one ContactsAdded batch for the two
+    with sqlite3.connect(config_path.parent / "test.db") as conn:
+        assert sorted(r[0] for r in conn.execute("SELECT address FROM contacts")) == [
+            "jan@example.be", "kim@example.nl"]
 
 
 def test_import_never_resubscribes_after_an_unsubscribe(config_path: Path,
@@ -87,7 +91,7 @@ def test_rerun_resumes_and_dry_run_writes_nothing(config_path: Path, tmp_path: P
     first = json.loads(run_cli("import", str(data), "--json", config=config_path).stdout)
     again = json.loads(run_cli("import", str(data), "--json", config=config_path).stdout)
     assert (first["created"], again["created"], again["unchanged"]) == (50, 0, 50)
-    assert ledger_length(config_path) == 50
+    assert ledger_length(config_path) == 1  # one ContactsAdded batch; the re-run adds none
 
 
 def test_hashed_lists_block_matching_addresses_in_check(config_path: Path,

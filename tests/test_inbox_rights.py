@@ -191,6 +191,36 @@ def test_forget_leaves_a_tombstone_a_verified_chain_and_no_address(config: Path)
     assert imported["created"] == 0
 
 
+def test_an_imported_contact_is_exported_with_its_line_and_erased_from_its_batch(
+    config: Path,
+) -> None:
+    """Imports create contacts in batches (one ContactsAdded event for many rows): the
+    export shows where the person came from (file, line, date) but nobody else of the
+    batch, and erasing them leaves the others' evidence and a verified chain."""
+    csv = config.parent / "fair.csv"
+    csv.write_text("email;name;country;consent_at;consent_text\n"
+                   "stays@example.org;Stay;BE;;\n"
+                   "leaves@example.org;Lea Ves;NL;2026-01-05;v3\n", encoding="utf-8")
+    assert json.loads(cli(config, "import", str(csv), "--json"))["created"] == 2
+    person = json.loads(cli(config, "export", "leaves@example.org"))
+    [origin] = [e for e in person["events"] if e["type"] == "ContactsAdded"]
+    assert [c["contact_id"] for c in origin["event"]["contacts"]] == [person["contact"]["id"]]
+    assert origin["evidence"]["contact"]["address"] == "leaves@example.org"
+    assert origin["evidence"]["contact"]["name"] == "Lea Ves"
+    assert "fair.csv, line 3; consent text v3" in origin["evidence"]["contact"]["note"]
+    assert "stays@example.org" not in json.dumps(person)
+
+    assert "erased" in cli(config, "forget", "leaves@example.org", "--yes")
+    assert "intact" in cli(config, "audit", "verify")
+    raw = (config.parent / "test.db").read_bytes()
+    wal = config.parent / "test.db-wal"
+    raw += wal.read_bytes() if wal.exists() else b""
+    assert b"leaves@example.org" not in raw and b"Lea Ves" not in raw
+    other = json.loads(cli(config, "export", "stays@example.org"))
+    [kept] = [e for e in other["events"] if e["type"] == "ContactsAdded"]
+    assert kept["evidence"]["contact"]["address"] == "stays@example.org"
+
+
 def test_rectify_moves_subscriptions_and_keeps_the_old_address_suppressed(
     config: Path,
 ) -> None:

@@ -286,14 +286,23 @@ def test_import_killed_mid_run_and_run_again_imports_each_row_once(tmp_path: Pat
 
     with sqlite3.connect(db) as conn:
         stored = [row[0] for row in conn.execute("SELECT address FROM contacts")]
+        # Every contact is created exactly once in the chain: alone (ContactAdded) or as
+        # an entry of an import batch (ContactsAdded) that its added_seq points at.
         added_events = conn.execute(
-            "SELECT count(*) FROM events WHERE type = 'ContactAdded'").fetchone()[0]
+            "SELECT (SELECT count(*) FROM events WHERE type = 'ContactAdded') + "
+            "(SELECT coalesce(sum(json_array_length(payload, '$.contacts')), 0) FROM events "
+            "WHERE type = 'ContactsAdded')").fetchone()[0]
+        unlisted = conn.execute(
+            "SELECT count(*) FROM contacts c WHERE c.added_seq IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM events e, json_each(e.payload, '$.contacts') j WHERE "
+            "e.seq = c.added_seq AND json_extract(j.value, '$.contact_id') = c.id)"
+        ).fetchone()[0]
         held = dict(conn.execute(
             "SELECT c.address, s.scope || ':' || s.reason FROM suppressions s JOIN contacts c "
             "ON c.addr_hash = s.addr_hash").fetchall())
     assert len(stored) == total
     assert sorted(stored) == addresses  # each address exactly once
-    assert added_events == total
+    assert added_events == total and unlisted == 0
     assert held == {opted_out: "global:staff", late_old: "global:unsubscribe",
                     late_new: "global:unsubscribe"}
 

@@ -135,7 +135,8 @@ async def check_audience(
                               contact_kind(cell(p.row, kind_at)) or "person", source)
                    for p in unknown if p.keyed is not None]
             creating = asyncio.create_task(rt.store.write(
-                lambda tx: add_contacts(tx, new, at, by.channel, by.actor, "pre-send check")))
+                lambda tx: add_contacts(tx, new, at, by.channel, by.actor, "pre-send check"),
+                bulk=True))
         # The new contacts commit while the next chunk is read and decided (pipelined).
         await emit()
         waiting.append((list(chunk), unknown, creating))
@@ -188,4 +189,5 @@ async def check_audience(
             await flush()
     await flush()
     await emit()
+    await rt.store.sync()  # the new contacts behind the links are committed
     return summary

@@ -64,14 +64,16 @@ class _DryRun(Exception):
 
 
 async def _write(rt: Runtime, fn: Callable[[Tx], object], dry_run: bool) -> object:
+    """One batch as a bulk write: answered at once, committed with the next batches (the
+    job calls store.sync() before it reports)."""
     if not dry_run:
-        return await rt.store.write(fn)
+        return await rt.store.write(fn, bulk=True)
 
     def rolled_back(tx: Tx) -> object:
         raise _DryRun(fn(tx))  # the store undoes this request's changes
 
     try:
-        await rt.store.write(rolled_back)
+        await rt.store.write(rolled_back, bulk=True)
     except _DryRun as done:
         return done.result
     raise AssertionError("unreachable")
@@ -164,6 +166,7 @@ async def import_contacts(
             await flush()
     await flush()
     await settle()
+    await rt.store.sync()  # every batch committed before the counts are reported
     return counts
 
 
@@ -219,5 +222,6 @@ async def import_hash_list(
         if len(batch) >= BATCH:
             await flush()
     await flush()
+    await rt.store.sync()
     return counts
 

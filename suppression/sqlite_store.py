@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import sqlite3
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +81,16 @@ READERS = 3
 LOCK_POLL_S = 0.001
 """How often the writer retries for the write lock while another process holds it."""
 CHECKPOINT_EVERY_S = 0.25
+BULK_HOLD_S = 1.0
+BULK_HOLD_REQUESTS = 50
+"""Bulk writes (import batches, a check's new contacts) share one transaction for up to
+this long / this many requests, unless anything else is to be written: random inserts
+into the keyed-hash index cost a WAL page each per commit, so 50 batches of 1,000 rows
+in one commit write a fraction of the pages of 50 commits (bench/import.py). Anything
+that is not bulk commits at once, with the bulk work done so far; so does a bulk
+transaction another process is waiting for (see _Writer.others_waiting)."""
+WAITING_FRESH_S = 0.5
+"""A waiting mark this recent means another process still waits for the write lock."""
 """At most this often, after commits, the WAL is folded into the database (off the
 commit path; bulk stores keep SQLite's own, larger autocheckpoint)."""
 
@@ -165,8 +177,10 @@ def _contact_row(event: ContactAdded, evidence: Evidence | None) -> tuple[object
 
 @dataclass
 class _Request:
-    fn: Callable[[_SqliteTx], Any]
+    fn: Callable[[_SqliteTx], Any] | None
+    """None: a barrier (commit what bulk writes left open)."""
     future: asyncio.Future[Any]
+    bulk: bool = False
 
 
 class _SqliteTx(StaffTx):
@@ -483,6 +497,8 @@ class _Writer:
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="mailprefs-writer")
     )
     conn: sqlite3.Connection | None = None
+    tx: _SqliteTx | None = None
+    """The transaction bulk writes left open, if any."""
 
     def open(self) -> None:
         self.conn = _connect(self.path)
@@ -500,6 +516,7 @@ class _Writer:
         conn.execute("PRAGMA busy_timeout = 0")
         try:
             deadline = time.monotonic() + BUSY_TIMEOUT_S
+            marked = 0.0
             while True:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
@@ -507,9 +524,35 @@ class _Writer:
                 except sqlite3.OperationalError as exc:
                     if not _is_busy(exc) or time.monotonic() >= deadline:
                         raise
+                if time.monotonic() - marked > WAITING_FRESH_S / 5:
+                    self._mark_waiting()  # a bulk job holding the lock commits early
+                    marked = time.monotonic()
                 time.sleep(LOCK_POLL_S)
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
+    @property
+    def _waiting_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-waiting")
+
+    def _mark_waiting(self) -> None:
+        """Say (in DATABASE-waiting, a wall-clock time and nothing else) that this process
+        waits for the write lock."""
+        with contextlib.suppress(OSError):
+            fd = os.open(self._waiting_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.pwrite(fd, struct.pack("<d", time.time()), 0)
+            finally:
+                os.close(fd)
+
+    def others_waiting(self) -> bool:
+        """Did another process wait for the write lock within WAITING_FRESH_S?"""
+        try:
+            with open(self._waiting_path, "rb") as mark:
+                data = mark.read(8)
+        except OSError:
+            return False
+        return len(data) == 8 and time.time() - struct.unpack("<d", data)[0] < WAITING_FRESH_S
 
     def _migrate(self) -> None:
         conn = self._need()
@@ -547,15 +590,28 @@ class _Writer:
             raise StoreError("the store is not open")
         return self.conn
 
-    def run_batch(self, batch: list[_Request]) -> list[tuple[bool, Any]]:
-        """Runs in the writer thread: one transaction for the whole batch."""
+    def run_batch(self, batch: list[_Request], commit: bool = True
+                  ) -> list[tuple[bool, Any]]:
+        """Runs in the writer thread: the batch's requests in the open transaction (begun
+        if none is), each in a savepoint; then COMMIT, unless ``commit`` is False (only
+        bulk requests: the transaction stays open for the next batch)."""
         conn = self._need()
-        self.begin()
+        if self.tx is None:
+            self.begin()
+            try:
+                row = conn.execute(
+                    "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self.tx = _SqliteTx(conn, row[0], row[1]) if row else _SqliteTx(conn, 0, GENESIS)
+        tx = self.tx
         try:
-            row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-            tx = _SqliteTx(conn, row[0], row[1]) if row else _SqliteTx(conn, 0, GENESIS)
             results: list[tuple[bool, Any]] = []
             for request in batch:
+                if request.fn is None:
+                    results.append((True, None))
+                    continue
                 tip = (tx.tip_seq, tx.tip_hash)
                 conn.execute("SAVEPOINT request")
                 try:
@@ -568,12 +624,20 @@ class _Writer:
                 else:
                     conn.execute("RELEASE request")
                     results.append((True, value))
-            conn.execute("COMMIT")
+            if commit:
+                self.tx = None
+                conn.execute("COMMIT")
         except BaseException:
+            self.tx = None
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return results
+
+    def commit(self) -> None:
+        """Commit a transaction bulk writes left open (writer thread)."""
+        if self.tx is not None:
+            self.run_batch([], commit=True)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -631,6 +695,7 @@ class SqliteStore(StaffReads):
         self._checkpointer: _Checkpointer | None = None
         self._checkpointing: asyncio.Future[None] | None = None
         self._last_checkpoint = 0.0
+        self._bulk_lost: StoreError | None = None
 
     # lifecycle ---------------------------------------------------------
     async def open(self) -> None:
@@ -684,6 +749,9 @@ class SqliteStore(StaffReads):
                 self._checkpointing = None
             await loop.run_in_executor(checkpointer.executor, checkpointer.close)
             checkpointer.executor.shutdown(wait=True)
+        # Bulk writes left open are committed (their caller may not have called sync()).
+        with contextlib.suppress(sqlite3.Error, StoreError):
+            await loop.run_in_executor(self._writer.executor, self._writer.commit)
         await loop.run_in_executor(self._writer.executor, self._writer.close)
         self._writer.executor.shutdown(wait=True)
         self._writer = _Writer(self.path)
@@ -696,27 +764,60 @@ class SqliteStore(StaffReads):
         await self.close()
 
     # writes ------------------------------------------------------------
-    async def write(self, fn: Callable[[_SqliteTx], T]) -> T:
+    async def write(self, fn: Callable[[_SqliteTx], T], *, bulk: bool = False) -> T:
         if self._queue is None:
             raise StoreError("the store is not open")
+        if bulk and self._bulk_lost is not None:
+            raise self._bulk_lost
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(fn, future))
+        self._queue.put_nowait(_Request(fn, future, bulk))
         return await future
+
+    async def sync(self) -> None:
+        if self._queue is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Request(None, future))
+        await future
+        if self._bulk_lost is not None:
+            lost, self._bulk_lost = self._bulk_lost, None
+            raise lost
 
     async def _write_loop(self) -> None:
         assert self._queue is not None
         queue = self._queue
         loop = asyncio.get_running_loop()
+        held = 0  # bulk requests answered in the transaction still open
+        held_since = 0.0
         while True:
-            batch = [await queue.get()]
+            if held:
+                # Bulk work is waiting for its commit: at most BULK_HOLD_S after it began.
+                wait = held_since + BULK_HOLD_S - time.monotonic()
+                try:
+                    first = await asyncio.wait_for(queue.get(), max(wait, 0.0))
+                except TimeoutError:
+                    first = _Request(None, loop.create_future())
+            else:
+                first = await queue.get()
+            batch = [first]
             while len(batch) < MAX_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
+            bulk_only = all(r.bulk for r in batch)
+            commit = not bulk_only or held + len(batch) >= BULK_HOLD_REQUESTS or (
+                held > 0 and time.monotonic() - held_since >= BULK_HOLD_S
+            ) or self._writer.others_waiting()
             try:
                 results = await loop.run_in_executor(
-                    self._writer.executor, self._writer.run_batch, batch
+                    self._writer.executor, self._writer.run_batch, batch, commit
                 )
             except sqlite3.Error as exc:
                 error = _store_error(self.path, exc)
+                if held:
+                    # Bulk requests already answered were rolled back with this batch:
+                    # their next write or sync() says so.
+                    self._bulk_lost = StoreError(
+                        f"{held} bulk write(s) were rolled back: {error}")
+                held = 0
                 for request in batch:
                     if not request.future.done():
                         request.future.set_exception(error)
@@ -729,10 +830,18 @@ class SqliteStore(StaffReads):
                         request.future.set_exception(StoreError("the store was closed"))
                 raise
             except Exception as exc:
+                if held:
+                    self._bulk_lost = StoreError(f"{held} bulk write(s) were rolled back: {exc}")
+                held = 0
                 for request in batch:
                     if not request.future.done():
                         request.future.set_exception(exc)
                 continue
+            if commit:
+                held = 0
+            else:
+                held_since = held_since if held else time.monotonic()
+                held += len(batch)
             for request, (ok, value) in zip(batch, results, strict=True):
                 if request.future.done():
                     continue
@@ -740,7 +849,8 @@ class SqliteStore(StaffReads):
                     request.future.set_result(value)
                 else:
                     request.future.set_exception(value)
-            self._checkpoint_soon()
+            if commit:
+                self._checkpoint_soon()
 
     def _checkpoint_soon(self) -> None:
         """After a commit: start a background checkpoint unless one runs or ran lately."""

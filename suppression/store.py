@@ -255,7 +255,16 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def write(self, fn: Callable[[Tx], T]) -> T: ...
+    async def write(self, fn: Callable[[Tx], T], *, bulk: bool = False) -> T:
+        """Run ``fn`` in a write transaction and commit before answering. ``bulk``: part
+        of a long bulk job (an import): the answer may come before the commit, which
+        happens with later writes; call :meth:`sync` before reporting the job done."""
+        ...
+
+    async def sync(self) -> None:
+        """Commit what bulk writes left open; raises StoreError if any of them was lost
+        (rolled back after it was answered)."""
+        ...
 
     async def ping(self) -> None: ...
 

@@ -254,3 +254,68 @@ async def test_erasure_removes_personal_evidence_and_the_chain_still_verifies(
     assert broken is None and count == 4
     decision = await runtime.suppressions.status("forget.me@example.com", "events")
     assert "suppressed:global:erasure" in decision.reasons
+
+
+# --- bulk writes: one transaction for many import batches ------------------------------
+
+def _committed_suppressions(database: Path) -> int:
+    """What another connection (another process) sees: committed rows only."""
+    with sqlite3.connect(database) as conn:
+        return int(conn.execute("SELECT count(*) FROM suppressions").fetchone()[0])
+
+
+def _suppress_all(hashes: list[str]):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def fn(tx):  # type: ignore[no-untyped-def]
+        return tx.append_many([(Suppressed(at=at, channel="import", actor="test", addr_hash=h,
+                                           scope="global", reason="unsubscribe"), None)
+                               for h in hashes])
+    return fn
+
+
+async def test_bulk_writes_are_committed_by_sync(tmp_path: Path) -> None:
+    database = tmp_path / "bulk.db"
+    async with SqliteStore(database) as store:
+        await store.write(_suppress_all(["aa" * 32]), bulk=True)
+        await store.write(_suppress_all(["bb" * 32]), bulk=True)
+        await store.sync()
+        assert _committed_suppressions(database) == 2
+        broken, count = await store.verify_ledger()
+        assert broken is None and count == 2
+
+
+async def test_an_interactive_write_never_waits_for_the_bulk_transaction(tmp_path: Path
+                                                                        ) -> None:
+    """A one-click during an import is committed before it is answered, together with
+    the import's batches so far: durable before the answer, whatever the bulk job does."""
+    database = tmp_path / "bulk.db"
+    async with SqliteStore(database) as store:
+        await store.write(_suppress_all(["aa" * 32]), bulk=True)
+        await store.write(_suppress_all(["cc" * 32]))  # not bulk: commits at once
+        assert _committed_suppressions(database) == 2
+
+
+async def test_a_bulk_job_commits_early_when_another_process_waits(tmp_path: Path) -> None:
+    """The server waiting for the lock that a CLI import holds leaves a mark; the import
+    commits at its next batch instead of holding the lock for the whole hold time."""
+    from suppression.sqlite_store import _Writer
+
+    database = tmp_path / "bulk.db"
+    async with SqliteStore(database) as store:
+        await store.write(_suppress_all(["aa" * 32]), bulk=True)
+        other = _Writer(database)
+        other._mark_waiting()  # what begin() does while BEGIN IMMEDIATE is busy
+        await store.write(_suppress_all(["bb" * 32]), bulk=True)
+        assert _committed_suppressions(database) == 2
+
+
+async def test_closing_the_store_commits_bulk_work_left_open(tmp_path: Path) -> None:
+    database = tmp_path / "bulk.db"
+    store = SqliteStore(database)
+    await store.open()
+    await store.write(_suppress_all(["aa" * 32, "bb" * 32]), bulk=True)
+    await store.close()
+    assert _committed_suppressions(database) == 2

@@ -17,11 +17,11 @@ from suppression.csvfiles import Columns, CsvError, CsvSource, SafeWriter, map_c
 from suppression.importer import (
     ImportCounts,
     ImportRow,
+    RowParser,
     RowRejected,
     import_hashes,
     import_rows,
     parse_hash_line,
-    parse_row,
 )
 from suppression.store import Tx
 
@@ -95,6 +95,7 @@ async def import_contacts(
                        "COLUMN=FIELD, remove them, or import without --strict-columns)")
     counts = ImportCounts(ignored_columns=columns.ignored_json())
     brand_entities = {b.id: b.legal_entity for b in rt.settings.brands}
+    parser = RowParser(columns, rt.hasher, default_source, brand_entities)
     reject_writer = SafeWriter(rejects, source.separator) if rejects is not None else None
     if reject_writer is not None:
         reject_writer.writerow(["line", "reason", *source.header])
@@ -150,7 +151,7 @@ async def import_contacts(
             reject(item.line, f"{bad_field}: line breaks or control characters", item.values)
             continue
         try:
-            row = parse_row(item, columns, rt.hasher, default_source, brand_entities)
+            row = parser.parse(item)
         except RowRejected as exc:
             reject(item.line, str(exc), item.values)
             continue

@@ -105,9 +105,9 @@ class IndexBuilder:
         return SuppressionIndex(self.by_hash, self.md5, self.sha256)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Keyed:
-    """One audience row's address, normalised and hashed."""
+    """One audience row's address, normalised and hashed (not frozen: made per row)."""
 
     address: str
     addr_hash: bytes

@@ -67,8 +67,11 @@ class RowRejected(ValueError):
     """This row cannot be imported; the message names the field and the problem."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ImportRow:
+    """One validated row (not frozen: a frozen dataclass's __init__ costs a setattr call
+    per field, and a million rows are made)."""
+
     line: int
     values: list[str]
     address: str
@@ -103,55 +106,74 @@ def _date(field_name: str, value: str) -> str | None:
     return value
 
 
+class RowParser:
+    """Validates the rows of one file (the column positions looked up once)."""
+
+    def __init__(self, columns: Columns, hasher: AddressHasher, default_source: str,
+                 brand_entities: Mapping[str, str] | None = None) -> None:
+        self.hasher = hasher
+        self.default_source = default_source
+        self.brand_entities = brand_entities or {}
+        at = columns.index.get
+        self._address = columns.index["address"]
+        self._optional = tuple(at(name) for name in (
+            "name", "company", "language", "country", "kind", "source", "consent_text",
+            "consent_at", "last_purchase_at", "last_enquiry_at", "purchase_entity",
+            "purchase_brand"))
+
+    def parse(self, row: Row) -> ImportRow:
+        """Validate one row; raises RowRejected naming the field."""
+        values = row.values
+        (name, company, language, country, raw_kind, source, consent_text, consent_at,
+         last_purchase_at, last_enquiry_at, entity, brand) = (
+            values[i].strip() if i is not None else "" for i in self._optional)
+        raw_address = values[self._address].strip()
+        if not raw_address:
+            raise RowRejected("address: empty")
+        try:
+            address = normalise(raw_address)
+        except InvalidAddress as exc:
+            raise RowRejected(f"address: {exc}") from None
+        country = country.upper()
+        if country and not (len(country) == 2 and country.isascii() and country.isalpha()):
+            raise RowRejected(f"country: {country[:20]!r} is not a two-letter code (ISO 3166-1)")
+        language = language.lower()[:2]
+        if language and not (language.isascii() and language.isalpha()):
+            raise RowRejected("language: use a two-letter code such as en, nl, fr")
+        kind = contact_kind(raw_kind) if raw_kind else "person"
+        if kind is None:
+            raise RowRejected(f"kind: {raw_kind.lower()[:20]!r} is not one of {', '.join(KINDS)}")
+        purchase_entity = (_purchase_entity(entity, brand, self.brand_entities)
+                           if entity or brand else None)
+        source = source or self.default_source
+        if source not in SOURCES and not _SOURCE_NAME.fullmatch(source):
+            raise RowRejected(
+                f"source: {source[:30]!r} is not one of {', '.join(SOURCES)} or import:NAME"
+            )
+        consent = _date("consent_at", consent_at) if consent_at else None
+        return ImportRow(
+            line=row.line, values=values, address=address,
+            addr_hash=self.hasher.addr_hash(address),
+            domain_hash=self.hasher.domain_hash(domain_of(address)),
+            name=name[:200] or None, company=company[:200] or None,
+            language=language or None, country=country or None, kind=kind,
+            source=source,
+            # Consent counts only with the wording the person agreed to (the proof).
+            consent_at=consent if consent_text else None,
+            consent_text=consent_text[:200] if consent_text else None,
+            last_purchase_at=(_date("last_purchase_at", last_purchase_at)
+                              if last_purchase_at else None),
+            last_enquiry_at=(_date("last_enquiry_at", last_enquiry_at)
+                             if last_enquiry_at else None),
+            purchase_entity=purchase_entity,
+        )
+
+
 def parse_row(row: Row, columns: Columns, hasher: AddressHasher, default_source: str,
               brand_entities: Mapping[str, str] | None = None) -> ImportRow:
     """Validate one row; raises RowRejected naming the field. ``brand_entities``: each
     configured brand's legal entity (for purchase_brand / purchase_entity)."""
-    values, index = row.values, columns.index
-
-    def get(name: str) -> str:
-        i = index.get(name)
-        return values[i].strip() if i is not None else ""
-
-    raw_address = get("address")
-    if not raw_address:
-        raise RowRejected("address: empty")
-    try:
-        address = normalise(raw_address)
-    except InvalidAddress as exc:
-        raise RowRejected(f"address: {exc}") from None
-    country = get("country").upper() or None
-    if country is not None and not (len(country) == 2 and country.isascii() and country.isalpha()):
-        raise RowRejected(f"country: {country[:20]!r} is not a two-letter code (ISO 3166-1)")
-    language = get("language").lower()[:2] or None
-    if language is not None and not (language.isascii() and language.isalpha()):
-        raise RowRejected("language: use a two-letter code such as en, nl, fr")
-    raw_kind = get("kind")
-    kind = contact_kind(raw_kind) if raw_kind else "person"
-    if kind is None:
-        raise RowRejected(f"kind: {raw_kind.lower()[:20]!r} is not one of {', '.join(KINDS)}")
-    purchase_entity = _purchase_entity(get("purchase_entity"), get("purchase_brand"),
-                                       brand_entities or {})
-    source = get("source") or default_source
-    if source not in SOURCES and not _SOURCE_NAME.fullmatch(source):
-        raise RowRejected(
-            f"source: {source[:30]!r} is not one of {', '.join(SOURCES)} or import:NAME"
-        )
-    consent_text = get("consent_text") or None
-    consent_at = _date("consent_at", get("consent_at"))
-    return ImportRow(
-        line=row.line, values=row.values, address=address,
-        addr_hash=hasher.addr_hash(address), domain_hash=hasher.domain_hash(domain_of(address)),
-        name=get("name")[:200] or None, company=get("company")[:200] or None,
-        language=language, country=country, kind=kind,
-        source=source,
-        # Consent counts only with the wording the person agreed to (the proof).
-        consent_at=consent_at if consent_text else None,
-        consent_text=consent_text[:200] if consent_text else None,
-        last_purchase_at=_date("last_purchase_at", get("last_purchase_at")),
-        last_enquiry_at=_date("last_enquiry_at", get("last_enquiry_at")),
-        purchase_entity=purchase_entity,
-    )
+    return RowParser(columns, hasher, default_source, brand_entities).parse(row)
 
 
 def _purchase_entity(entity: str, brand: str, brand_entities: Mapping[str, str]

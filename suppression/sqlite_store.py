@@ -789,68 +789,70 @@ class SqliteStore(StaffReads):
         loop = asyncio.get_running_loop()
         held = 0  # bulk requests answered in the transaction still open
         held_since = 0.0
-        while True:
-            if held:
-                # Bulk work is waiting for its commit: at most BULK_HOLD_S after it began.
-                wait = held_since + BULK_HOLD_S - time.monotonic()
-                try:
-                    first = await asyncio.wait_for(queue.get(), max(wait, 0.0))
-                except TimeoutError:
-                    first = _Request(None, loop.create_future())
-            else:
-                first = await queue.get()
-            batch = [first]
-            while len(batch) < MAX_BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
-            bulk_only = all(r.bulk for r in batch)
-            commit = not bulk_only or held + len(batch) >= BULK_HOLD_REQUESTS or (
-                held > 0 and time.monotonic() - held_since >= BULK_HOLD_S
-            ) or self._writer.others_waiting()
-            try:
-                results = await loop.run_in_executor(
-                    self._writer.executor, self._writer.run_batch, batch, commit
-                )
-            except sqlite3.Error as exc:
-                error = _store_error(self.path, exc)
+        # A pending queue.get() outlives a timeout (asyncio.wait, not wait_for, which can
+        # drop an item that arrives as it times out).
+        getter: asyncio.Task[_Request] | None = None
+        try:
+            while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(queue.get())
                 if held:
-                    # Bulk requests already answered were rolled back with this batch:
-                    # their next write or sync() says so.
-                    self._bulk_lost = StoreError(
-                        f"{held} bulk write(s) were rolled back: {error}")
-                held = 0
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(error)
-                continue
-            except asyncio.CancelledError:
-                # The batch may still commit in the thread; nobody was answered, so no
-                # acknowledged write is lost. Let callers know the store went away.
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(StoreError("the store was closed"))
-                raise
-            except Exception as exc:
-                if held:
-                    self._bulk_lost = StoreError(f"{held} bulk write(s) were rolled back: {exc}")
-                held = 0
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
-                continue
-            if commit:
-                held = 0
-            else:
-                held_since = held_since if held else time.monotonic()
-                held += len(batch)
-            for request, (ok, value) in zip(batch, results, strict=True):
-                if request.future.done():
-                    continue
-                if ok:
-                    request.future.set_result(value)
+                    # Bulk work waits for its commit: at most BULK_HOLD_S after it began.
+                    wait = held_since + BULK_HOLD_S - time.monotonic()
+                    await asyncio.wait({getter}, timeout=max(wait, 0.0))
+                    if getter.done():
+                        first, getter = getter.result(), None
+                    else:
+                        first = _Request(None, loop.create_future())  # commit now
                 else:
-                    request.future.set_exception(value)
-            if commit:
-                self._checkpoint_soon()
+                    first, getter = await getter, None
+                held, held_since = await self._run(queue, first, held, held_since)
+        finally:
+            if getter is not None:
+                getter.cancel()
+
+    async def _run(self, queue: asyncio.Queue[_Request], first: _Request, held: int,
+                   held_since: float) -> tuple[int, float]:
+        """Run one batch (``first`` and what else is queued) and answer its requests;
+        returns (held, held_since) of the bulk transaction it leaves open, if any."""
+        batch = [first]
+        while len(batch) < MAX_BATCH and not queue.empty():
+            batch.append(queue.get_nowait())
+        commit = not all(r.bulk for r in batch) or held + len(batch) >= BULK_HOLD_REQUESTS \
+            or (held > 0 and time.monotonic() - held_since >= BULK_HOLD_S) \
+            or self._writer.others_waiting()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._writer.executor, self._writer.run_batch, batch, commit
+            )
+        except asyncio.CancelledError:
+            # The batch may still commit in the thread; nobody was answered, so no
+            # acknowledged write is lost. Let callers know the store went away.
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(StoreError("the store was closed"))
+            raise
+        except Exception as exc:
+            error = _store_error(self.path, exc) if isinstance(exc, sqlite3.Error) else exc
+            if held:
+                # Bulk requests answered earlier were rolled back with this batch: their
+                # job's next bulk write or sync() says so.
+                self._bulk_lost = StoreError(f"{held} bulk write(s) were rolled back: {error}")
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(error)
+            return 0, 0.0
+        for request, (ok, value) in zip(batch, results, strict=True):
+            if request.future.done():
+                continue
+            if ok:
+                request.future.set_result(value)
+            else:
+                request.future.set_exception(value)
+        if commit:
+            self._checkpoint_soon()
+            return 0, 0.0
+        return held + len(batch), held_since if held else time.monotonic()
 
     def _checkpoint_soon(self) -> None:
         """After a commit: start a background checkpoint unless one runs or ran lately."""

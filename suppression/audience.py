@@ -51,9 +51,6 @@ class SuppressionIndex:
         return (self.by_hash.get(keyed.addr_hash, _NONE),
                 self.by_hash.get(keyed.domain_hash, _NONE), partner)
 
-    def matching(self, keyed: Keyed) -> list[Suppression]:
-        return _suppressions(keyed.addr_hash, self.hits(keyed))
-
 
 Hits = tuple[Scopes, Scopes, bool]
 """(the address's scopes, its domain's scopes, on a partner's hashed list)."""
@@ -84,9 +81,6 @@ class IndexBuilder:
         self.shared: dict[Scopes, Scopes] = {}
         self.md5: set[str] = set()
         self.sha256: set[str] = set()
-
-    def add(self, suppressions: Iterable[Suppression]) -> None:
-        self.add_rows((s.addr_hash, s.scope, s.reason) for s in suppressions)
 
     def add_rows(self, rows: Iterable[tuple[bytes, str, str]]) -> None:
         """(addr_hash, scope, reason) rows, as the store reads them."""

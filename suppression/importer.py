@@ -169,13 +169,6 @@ class RowParser:
         )
 
 
-def parse_row(row: Row, columns: Columns, hasher: AddressHasher, default_source: str,
-              brand_entities: Mapping[str, str] | None = None) -> ImportRow:
-    """Validate one row; raises RowRejected naming the field. ``brand_entities``: each
-    configured brand's legal entity (for purchase_brand / purchase_entity)."""
-    return RowParser(columns, hasher, default_source, brand_entities).parse(row)
-
-
 def _purchase_entity(entity: str, brand: str, brand_entities: Mapping[str, str]
                      ) -> str | None:
     """The legal entity a purchase was made with, from its entity or its brand."""

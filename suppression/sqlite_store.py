@@ -961,10 +961,6 @@ class SqliteStore(StaffReads):
         except sqlite3.Error as exc:
             raise _store_error(self.path, exc) from None
 
-    async def all_suppressions(self) -> AsyncIterator[list[Suppression]]:
-        async for page in self._pages(f"SELECT {_SUP_COLS} FROM suppressions"):
-            yield [Suppression(*r) for r in page]
-
     def suppression_keys(self) -> AsyncIterator[list[tuple[bytes, str, str]]]:
         return self._pages("SELECT addr_hash, scope, reason FROM suppressions")
 

@@ -288,10 +288,6 @@ class Store(Protocol):
     async def subscriptions_of(self, contact_ids: list[int], topic: str
                                ) -> dict[int, list[Subscription]]: ...
 
-    def all_suppressions(self) -> AsyncIterator[list[Suppression]]:
-        """Every active suppression, page by page."""
-        ...
-
     def suppression_keys(self) -> AsyncIterator[list[tuple[bytes, str, str]]]:
         """(addr_hash, scope, reason) of every active suppression, page by page: what a
         pre-send check needs, without building a record per row."""

@@ -150,18 +150,24 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-_INSERT_CONTACT = (
-    "INSERT INTO contacts (id, address, addr_hash, language, country, kind, source, created_at, "
-    "updated_at, name, company, consent_at, last_purchase_at, last_enquiry_at, purchase_entity) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_NEW_CONTACT_COLS = (
+    "id", "address", "addr_hash", "language", "country", "kind", "source", "created_at",
+    "updated_at", "name", "company", "consent_at", "last_purchase_at", "last_enquiry_at",
+    "purchase_entity",
 )
 
 
-_INSERT_BATCH_CONTACT = (
-    "INSERT INTO contacts (id, address, addr_hash, language, country, kind, source, created_at, "
-    "updated_at, name, company, consent_at, last_purchase_at, last_enquiry_at, purchase_entity, "
-    "added_seq, added_evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
+def _insert_contact(*extra: str) -> str:
+    columns = (*_NEW_CONTACT_COLS, *extra)
+    return (f"INSERT INTO contacts ({', '.join(columns)}) "
+            f"VALUES ({','.join('?' * len(columns))})")
+
+
+_INSERT_CONTACT = _insert_contact()
+_INSERT_BATCH_CONTACT = _insert_contact("added_seq", "added_evidence")
+"""A contact of a ContactsAdded batch: also the batch's seq and its own evidence."""
+
+
 
 
 def _contact_row(event: ContactAdded, evidence: Evidence | None) -> tuple[object, ...]:
@@ -596,6 +602,8 @@ class _Writer:
         if none is), each in a savepoint; then COMMIT, unless ``commit`` is False (only
         bulk requests: the transaction stays open for the next batch)."""
         conn = self._need()
+        if self.tx is None and all(r.fn is None for r in batch):
+            return [(True, None)] * len(batch)  # barriers with nothing held open
         if self.tx is None:
             self.begin()
             try:

@@ -27,7 +27,7 @@ import msgspec
 from suppression.addresses import InvalidAddress, normalise
 from suppression.hashing import AddressHasher
 from suppression.ledger import Bounced, Complained, Evidence, Unsubscribed
-from suppression.store import Tx
+from suppression.store import Store, Suppression, Tx
 from suppression.suppression_list import Actor, ensure_contact_in
 
 OptOutKind = Literal["unsubscribe", "complaint", "hard_bounce"]
@@ -59,6 +59,57 @@ class Recorded:
 _SCOPE_REASON = {"complaint": "complaint", "hard_bounce": "hard_bounce"}
 
 
+def in_force(opt_out: RemoteOptOut, existing: Sequence[Suppression],
+             mapped_topics: frozenset[str] | None) -> bool:
+    """Is this opt-out already in force by the person's ``existing`` suppressions?"""
+    if opt_out.kind == "unsubscribe":
+        scope = "global" if opt_out.topic is None else f"topic:{opt_out.topic}"
+        return any(s.scope in ("global", scope) for s in existing) or (
+            opt_out.topic is None and mapped_topics is not None and any(
+                s.scope.startswith("topic:") and s.scope[6:] not in mapped_topics
+                for s in existing))
+    reason = _SCOPE_REASON[opt_out.kind]
+    return any(s.scope == "global" and s.reason == reason for s in existing)
+
+
+async def news_only(
+    store: Store,
+    hasher: AddressHasher,
+    opt_outs: Sequence[RemoteOptOut],
+    mapped_topics: frozenset[str] | None = None,
+) -> tuple[list[RemoteOptOut], Recorded]:
+    """The opt-outs a write may still have to record, found on a read connection.
+
+    A pull re-reads what a tool already told us (its overlap windows, our own pushes
+    echoed back); those are dropped here, before the write lock is taken, and counted
+    in the returned :class:`Recorded` (``already``, ``erased``) as
+    :func:`record_opt_outs` would count them. What is left is recorded by
+    :func:`record_opt_outs` in the write, which checks again inside the transaction,
+    so an opt-out that arrives between the two reads is still recorded exactly once.
+    Invalid addresses are left in for the write to report."""
+    counted = Recorded()
+    hashes: list[bytes | None] = []
+    for opt_out in opt_outs:
+        try:
+            hashes.append(hasher.addr_hash(normalise(opt_out.address)))
+        except InvalidAddress:
+            hashes.append(None)
+    known = [h for h in hashes if h is not None]
+    by_hash: dict[bytes, list[Suppression]] = {}
+    for s in await store.suppressions(known) if known else []:
+        by_hash.setdefault(s.addr_hash, []).append(s)
+    news: list[RemoteOptOut] = []
+    for opt_out, addr_hash in zip(opt_outs, hashes, strict=True):
+        existing = by_hash.get(addr_hash, []) if addr_hash is not None else []
+        if any(s.reason == "erasure" for s in existing):
+            counted.erased += 1
+        elif existing and in_force(opt_out, existing, mapped_topics):
+            counted.already += 1
+        else:
+            news.append(opt_out)
+    return news, counted
+
+
 def record_opt_outs(
     tx: Tx,
     hasher: AddressHasher,
@@ -87,15 +138,7 @@ def record_opt_outs(
         if any(s.reason == "erasure" for s in existing):
             result.erased += 1
             continue
-        if opt_out.kind == "unsubscribe":
-            scope = "global" if opt_out.topic is None else f"topic:{opt_out.topic}"
-            done = any(s.scope in ("global", scope) for s in existing) or (
-                opt_out.topic is None and mapped_topics is not None and any(
-                    s.scope.startswith("topic:") and s.scope[6:] not in mapped_topics
-                    for s in existing))
-        else:
-            reason = _SCOPE_REASON[opt_out.kind]
-            done = any(s.scope == "global" and s.reason == reason for s in existing)
+        done = in_force(opt_out, existing, mapped_topics)
         contact = tx.contact_by_hash(addr_hash)
         if not done and contact is not None and opt_out.at is not None:
             lifted = tx.last_lift_at(contact.id)

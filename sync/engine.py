@@ -42,7 +42,7 @@ from suppression.ledger import (
     Unsubscribed,
     decode_event,
 )
-from suppression.remote_opt_outs import Recorded, record_opt_outs
+from suppression.remote_opt_outs import Recorded, news_only, record_opt_outs
 from suppression.store import Store, SyncRejection, Tx
 from sync.connector import Action, Call, Connector, PushItem, Rejection, SyncFailed
 
@@ -128,6 +128,10 @@ class SyncEngine:
     ) -> dict[str, Report]:
         chosen = list(names) if names else list(self.connectors)
         reports = {name: Report() for name in chosen}
+        # Connectors may outlive a run (the periodic sync keeps its clients): count
+        # this run's requests only.
+        before = {n: (self.connectors[n].stats.requests, self.connectors[n].stats.retries)
+                  for n in chosen}
         if pull:
             await asyncio.gather(*(self._pull(self.connectors[n], reports[n], dry_run, full)
                                    for n in chosen))
@@ -136,8 +140,8 @@ class SyncEngine:
                                    for n in chosen))
         for name in chosen:
             stats = self.connectors[name].stats
-            reports[name].retries = stats.retries
-            reports[name].requests = stats.requests
+            reports[name].requests = stats.requests - before[name][0]
+            reports[name].retries = stats.retries - before[name][1]
         return reports
 
     # pull ------------------------------------------------------------------
@@ -148,10 +152,19 @@ class SyncEngine:
         mapped = frozenset(connector.topic_map)
         position = "" if full else await self._cursor(name, "pull")
         until = _utc(self.clock)
+        latest, idle = position, False
         try:
             async for page in connector.pull(position, until):
                 now = _utc(self.clock)
-                opt_outs = list(page.opt_outs)
+                # What the tool re-reports (overlap windows, our own pushes echoed) is
+                # dropped on a read connection. A page with nothing new takes no write
+                # lock: its position is saved with the next page that has news, or once
+                # at the end (a crash before that re-reads those pages: nothing lost).
+                latest = page.position
+                opt_outs, _ = await news_only(self.store, self.hasher, page.opt_outs, mapped)
+                if not opt_outs:
+                    idle = True
+                    continue
 
                 def write(tx: Tx, page_position: str = page.position,
                           opt_outs: list[Any] = opt_outs, now: datetime = now) -> Recorded:
@@ -166,9 +179,13 @@ class SyncEngine:
                     recorded = await self.store.write(write)
                 except _DryRun as dry:
                     recorded = dry.recorded
+                idle = False
                 report.pulled += recorded.recorded
                 report.rejected += recorded.invalid
                 self.progress(name, "pull", report.pulled)
+            if idle and not dry_run:  # one small write: the position, the pull's time
+                at = _utc(self.clock).isoformat()
+                await self.store.write(lambda tx: tx.set_cursor(name, "pull", latest, at))
         except SyncFailed as exc:
             await self._fail(name, "pull", str(exc), report, dry_run)
 

@@ -230,7 +230,9 @@ class _Row:
     address: str
     reason: str
     origin: str
-    record: dict[str, str]
+    raw: dict[str, Any]
+    """The tool's entry; flattened into evidence only when it is delivered (a pull
+    re-reads a day or more of entries that are mostly not news)."""
 
     @property
     def order(self) -> tuple[datetime, str]:
@@ -248,7 +250,7 @@ class _Row:
         return RemoteOptOut(
             address=self.address, kind=kind,
             topic=topic if kind == "unsubscribe" else None,
-            at=self.at, record={**self.record, "MessageStream": stream},
+            at=self.at, record={**_flatten(self.raw), "MessageStream": stream},
         )
 
 
@@ -262,7 +264,7 @@ def _rows(rows: list[Any], name: str, path: str, until: datetime) -> Iterable[_R
         if at > until:
             continue
         yield _Row(at, row["EmailAddress"], str(row.get("SuppressionReason") or ""),
-                   str(row.get("Origin") or ""), _flatten(row))
+                   str(row.get("Origin") or ""), row)
 
 
 def _to_deliver(dump: list[_Row], mark: Mark | None) -> list[_Row]:

@@ -289,3 +289,36 @@ async def test_a_tool_reporting_an_opt_out_from_before_a_lift_does_not_undo_the_
     await engine(runtime, tool).run(push=False, full=True)
     scopes = [s.scope for s in await runtime.suppressions.suppressions_of("back@example.com")]
     assert scopes == ["global"]
+
+
+async def test_re_reported_opt_outs_take_no_write_and_counts_are_per_run(
+    runtime: Runtime,
+) -> None:
+    """What a tool re-reports (its overlap window, our own pushes echoed) is dropped on
+    a read connection: a pull of nothing new writes once per tool (its time), not once
+    per page. A periodic sync keeps its connectors, so a report counts its own run's
+    requests only."""
+    tool, other = FakeTool("a"), FakeTool("b")
+    tool.opt_outs = [RemoteOptOut(f"p{i}@example.com", "unsubscribe") for i in range(6)]
+    kept = engine(runtime, tool, other)
+    first = await kept.run()
+    assert first["a"].pulled == 6 and first["b"].pushed == 6 and first["b"].requests == 3
+
+    writes = 0
+    real_write = runtime.store.write
+
+    async def counting(fn, **kw):  # type: ignore[no-untyped-def]
+        nonlocal writes
+        writes += 1
+        return await real_write(fn, **kw)
+
+    runtime.store.write = counting  # type: ignore[method-assign]
+    length = await runtime.store.ledger_length()
+    await runtime.store.write(lambda tx: tx.set_cursor("a", "pull", "", "x"))  # re-read all
+    writes = 0
+    again = await kept.run(push=False)
+    assert again["a"].pulled == 0 and await runtime.store.ledger_length() == length
+    assert writes == 1  # tool a: its position once for three re-read pages; b: no pages
+    cursors = {(c.connector, c.direction): c for c in await runtime.store.sync_cursors()}
+    assert cursors[("a", "pull")].position == "6"
+    assert again["b"].requests == 0  # nothing pushed this run, whatever came before

@@ -3,8 +3,9 @@
 Starts, each in its own process, on loopback:
 
 - `mailprefs serve` on a free port with a temporary config and database;
-- the six mailing-tool emulators (tests/emulators/fleet.py) and, in a loop for the
-  whole run, `mailprefs sync` against them (pull, then push what the load wrote);
+- the six mailing-tool emulators (tests/emulators/fleet.py), synced by the server's
+  own periodic sync (`--sync-interval`, default 5 s; `--sync-cli` runs `mailprefs
+  sync` processes back to back instead, as earlier versions of this bench did);
 - after a baseline (`--import-after`, default 10 s) one `mailprefs import` of
   `--import-rows` (default 200,000) new contacts;
 - `--workers` load processes, each with one httpx.AsyncClient per kind of caller (at
@@ -27,8 +28,9 @@ writes straight through the store while the import runs (no HTTP, client or sync
     .venv/bin/python bench/load.py --store-only [--one-click-rate 100]
 
 Goal: 0 errors, p99 < 100 ms on the recipient routes while the import runs. On the
-2-core development machine, otherwise idle, the defaults keep it ~75% busy (the
-back-to-back sync runs alone ~0.8 cpu); with other work on the machine (see "machine
+2-core development machine, otherwise idle, the defaults keep it ~75% busy (with
+--sync-cli the back-to-back sync runs alone took ~0.8 cpu; bench/sync_rest.py measures
+the server's periodic sync at rest); with other work on the machine (see "machine
 busy before" and "other") an open-loop load can outgrow it and queues grow without
 bound, so compare runs only with that in view.
 """
@@ -125,12 +127,12 @@ def emulators(log: Path) -> Iterator[tuple[subprocess.Popen[str], str, dict[str,
 
 # preparation ---------------------------------------------------------------
 
-def write_config(folder: Path, port: int, connectors: str) -> Path:
+def write_config(folder: Path, port: int, connectors: str, interval: int = 0) -> Path:
     path = folder / "mailprefs.toml"
     path.write_text(
         f'[service]\nbase_url = "http://127.0.0.1:{port}"\nport = {port}\n'
         '[storage]\ndatabase = "bench.db"\n[secrets]\nkey_file = "bench.key"\n'
-        '[sync]\ntimeout_seconds = 30.0\n\n' + connectors,
+        f'[sync]\ntimeout_seconds = 30.0\ninterval_seconds = {interval}\n\n' + connectors,
         encoding="utf-8",
     )
     return path
@@ -456,6 +458,8 @@ class CpuWatch:
 @dataclass
 class SyncRuns:
     runs: list[tuple[float, float, int, dict[str, Any]]] = field(default_factory=list)
+    status: dict[str, Any] | None = None
+    """`sync status` after the run, when the server ran the sync itself."""
 
 
 def run_child(command: list[str], env: dict[str, str]) -> tuple[int, str, str, float]:
@@ -768,8 +772,12 @@ def main() -> None:
     parser.add_argument("--import-after", type=float, default=10.0,
                         help="seconds into the run the import starts")
     parser.add_argument("--no-sync", action="store_true", help="leave out the sync loop")
+    parser.add_argument("--sync-interval", type=int, default=5,
+                        help="[sync] interval_seconds of the server's own periodic sync")
+    parser.add_argument("--sync-cli", action="store_true",
+                        help="instead, `mailprefs sync` processes back to back (the old way)")
     parser.add_argument("--sync-pause", type=float, default=0.0,
-                        help="seconds between two sync runs (default: back to back)")
+                        help="with --sync-cli: seconds between two runs (default: none)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--profile", action="store_true",
@@ -796,8 +804,10 @@ def main() -> None:
           f"{args.one_click_rate:g}/s, preference visits {args.prefs_rate:g}/s (GET + POST), "
           f"status {args.status_rate:g}/s; {args.seconds:g} s measured after "
           f"{args.warmup:g} s warm-up; import of {args.import_rows:,} rows from "
-          f"t={args.import_after:g} s; sync {'off' if args.no_sync else 'in a loop'}"
-          f"{f', {args.sync_pause:g} s apart' if args.sync_pause and not args.no_sync else ''}")
+          f"t={args.import_after:g} s; sync "
+          f"{'off' if args.no_sync else 'CLI runs in a loop' if args.sync_cli else 'in the server'}"
+          f"{f', {args.sync_pause:g} s apart' if args.sync_pause and args.sync_cli else ''}"
+          f"{f', every {args.sync_interval} s' if not args.no_sync and not args.sync_cli else ''}")
 
     busy0 = machine_cpu()
     time.sleep(2)
@@ -811,7 +821,9 @@ def main() -> None:
         with emulators(folder / "emulators.log") as (emu, connectors, tool_env):
             watch.watch(emu.pid, "emulators")
             port = free_port()
-            config = write_config(folder, port, "" if args.no_sync else connectors)
+            in_server = not args.no_sync and not args.sync_cli
+            config = write_config(folder, port, "" if args.no_sync else connectors,
+                                  args.sync_interval if in_server else 0)
             env = {**os.environ, "MAILPREFS_API_TOKENS": API_TOKEN, **tool_env}
             env.pop("MAILPREFS_CONFIG", None)
 
@@ -849,7 +861,7 @@ def main() -> None:
                 syncs = SyncRuns()
                 imported = ImportRun()
                 threads = []
-                if not args.no_sync:
+                if args.sync_cli and not args.no_sync:
                     threads.append(threading.Thread(
                         target=sync_loop, args=(config, env, end, watch, syncs, args.sync_pause),
                         daemon=True))
@@ -890,6 +902,10 @@ def main() -> None:
             finally:
                 server.stop()
             found = count_one_clicks(folder / "bench.db") - before_events
+            if in_server:
+                code, stdout, _, _ = run_child(
+                    [MAILPREFS, "--config", str(config), "sync", "status", "--json"], env)
+                syncs.status = json.loads(stdout)["connectors"] if code == 0 else {}
             with server.log.open("rb") as f:
                 f.seek(log_mark)
                 log_lines = f.read().decode(errors="replace").splitlines()
@@ -930,7 +946,14 @@ def report(args: argparse.Namespace, results: list[WorkerResult], start: float, 
               f"{json.dumps(imported.counts) if imported.counts else imported.stderr}")
     else:
         print("import: did not run")
-    if not args.no_sync:
+    if syncs.status is not None:
+        print(f"sync: inside the server every {args.sync_interval} s (its cpu is the "
+              "server's); after the run, per tool:")
+        for name, row in syncs.status.items():
+            print(f"  {name}: last push {row.get('last_push')}, last pull "
+                  f"{row.get('last_pull')}, lag {row.get('lag_events')} events, error "
+                  f"{row.get('last_error')}")
+    elif not args.no_sync:
         ok = [r for r in syncs.runs if r[2] == 0]
         pushed = pulled = 0
         for *_, report_ in ok:

@@ -13,8 +13,10 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO
 
+from service.import_job import SMALL_BATCH
 from service.runtime import Runtime
 from suppression.audience import (
     AudienceRules,
@@ -30,6 +32,7 @@ from suppression.csvfiles import CsvSource, Row, SafeWriter, map_columns
 from suppression.importer import NewContact, add_contacts, contact_kind
 from suppression.links import make_links
 from suppression.rules import sender_for
+from suppression.store import Tx
 from suppression.suppression_list import Actor
 
 CHUNK = 2000
@@ -101,6 +104,20 @@ async def check_audience(
     def cell(row: Row, at: int | None) -> str | None:
         return row.values[at] if at is not None else None
 
+    async def create(new: list[NewContact], at: datetime) -> list[int]:
+        """The chunk's new contacts: one bulk write, or pieces of SMALL_BATCH while
+        other writes come in (see import_job.SMALL_BATCH)."""
+        ids: list[int] = []
+        step = SMALL_BATCH if rt.store.contended() else len(new)
+        for start in range(0, len(new), step):
+            piece = new[start:start + step]
+
+            def write(tx: Tx, piece: list[NewContact] = piece) -> list[int]:
+                return add_contacts(tx, piece, at, by.channel, by.actor, "pre-send check")
+
+            ids += await rt.store.write(write, bulk=True)
+        return ids
+
     async def flush() -> None:
         valid = [p for p in chunk if p.keyed is not None and not p.reasons]
         lookup: list[_Pending] = []
@@ -134,9 +151,7 @@ async def check_audience(
                               file_country(cell(p.row, country_at)),
                               contact_kind(cell(p.row, kind_at)) or "person", source)
                    for p in unknown if p.keyed is not None]
-            creating = asyncio.create_task(rt.store.write(
-                lambda tx: add_contacts(tx, new, at, by.channel, by.actor, "pre-send check"),
-                bulk=True))
+            creating = asyncio.create_task(create(new, at))
         # The new contacts commit while the next chunk is read and decided (pipelined).
         await emit()
         waiting.append((list(chunk), unknown, creating))

@@ -26,10 +26,12 @@ from suppression.importer import (
 from suppression.store import Tx
 
 BATCH = 1000
-"""Rows per transaction. The import holds the write lock for one batch at a time, so a
-one-click arriving meanwhile waits for at most one: 1,000 rows (~25 ms) keeps the
-recipient routes' p99 near 80 ms during an import (5,000: ~210 ms) for ~18% less import
-speed (bench/load.py, bench/import.py)."""
+"""Rows per write request while nothing else writes (bulk writes share a transaction,
+see Store.write; 2,000 measured no faster in bench/import.py)."""
+SMALL_BATCH = 250
+"""...and while other writes come in (Store.contended): a one-click that arrives waits
+for the writer to finish one request, so the import then hands over 250 rows at a time
+(~6 ms of writer work), not 1,000 (~25 ms)."""
 Progress = Callable[[int], None]
 
 # Line breaks and other control characters (a tab aside) in a field we store: in a name
@@ -163,7 +165,7 @@ async def import_contacts(
             continue
         seen[row.addr_hash] = row.line
         batch.append(row)
-        if len(batch) >= BATCH:
+        if len(batch) >= SMALL_BATCH and (len(batch) >= BATCH or rt.store.contended()):
             await flush()
     await flush()
     await settle()

@@ -90,6 +90,8 @@ in one commit write a fraction of the pages of 50 commits (bench/import.py). Any
 that is not bulk commits at once, with the bulk work done so far; so does a bulk
 transaction another process is waiting for (see _Writer.others_waiting)."""
 WAITING_FRESH_S = 0.5
+CONTENDED_S = 2.0
+"""A write that is not bulk work makes the store "contended" for this long."""
 """A waiting mark this recent means another process still waits for the write lock."""
 """At most this often, after commits, the WAL is folded into the database (off the
 commit path; bulk stores keep SQLite's own, larger autocheckpoint)."""
@@ -704,6 +706,7 @@ class SqliteStore(StaffReads):
         self._checkpointing: asyncio.Future[None] | None = None
         self._last_checkpoint = 0.0
         self._bulk_lost: StoreError | None = None
+        self._urgent_at = float("-inf")  # the last write that was not bulk work
 
     # lifecycle ---------------------------------------------------------
     async def open(self) -> None:
@@ -777,9 +780,16 @@ class SqliteStore(StaffReads):
             raise StoreError("the store is not open")
         if bulk and self._bulk_lost is not None:
             raise self._bulk_lost
+        if not bulk:
+            self._urgent_at = time.monotonic()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Request(fn, future, bulk))
         return await future
+
+    def contended(self) -> bool:
+        if time.monotonic() - self._urgent_at < CONTENDED_S:
+            return True
+        return self._writer.others_waiting()
 
     async def sync(self) -> None:
         if self._queue is None:
@@ -826,6 +836,10 @@ class SqliteStore(StaffReads):
         batch = [first]
         while len(batch) < MAX_BATCH and not queue.empty():
             batch.append(queue.get_nowait())
+        if len(batch) > 1:
+            # Requests that someone waits on go before bulk work queued with them (all
+            # commit together; the callers are independent, so their order is free).
+            batch.sort(key=lambda r: r.bulk)
         commit = not all(r.bulk for r in batch) or held + len(batch) >= BULK_HOLD_REQUESTS \
             or (held > 0 and time.monotonic() - held_since >= BULK_HOLD_S) \
             or self._writer.others_waiting()

@@ -266,6 +266,12 @@ class Store(Protocol):
         (rolled back after it was answered)."""
         ...
 
+    def contended(self) -> bool:
+        """Has anything but bulk work written lately (here or, waiting for the lock, in
+        another process)? Bulk jobs then write small batches, so that a one-click waits
+        behind a few milliseconds of bulk work, not a whole large batch."""
+        ...
+
     async def ping(self) -> None: ...
 
     async def scrub(self) -> None:

@@ -170,3 +170,68 @@ def test_bad_files_are_one_clear_error(config_path: Path, tmp_path: Path) -> Non
     empty = write(tmp_path / "empty.csv", "")
     assert "empty" in run_cli("check", str(empty), "--topic", "events", "--out",
                               str(tmp_path / "o"), config=config_path).stderr
+
+
+async def test_an_import_writes_small_batches_while_others_write(runtime) -> None:  # type: ignore[no-untyped-def]
+    """Alone, an import hands the writer 1,000 rows at a time; while other writes come
+    in (a one-click, say), 250, so that they wait behind little bulk work. Every row is
+    imported either way."""
+    import io
+
+    from service.import_job import import_contacts
+    from suppression.suppression_list import Actor
+
+    sizes: list[int] = []
+    real_write = runtime.store.write
+
+    async def watching(fn, *, bulk=False):  # type: ignore[no-untyped-def]
+        if bulk:
+            result = await real_write(fn, bulk=True)
+            sizes.append(len(result))  # one outcome per row
+            return result
+        return await real_write(fn)
+
+    runtime.store.write = watching  # type: ignore[method-assign]
+
+    def members(prefix: str) -> io.BytesIO:
+        rows = "".join(f"{prefix}{i}@example.com;US\n" for i in range(2500))
+        return io.BytesIO(("email;country\n" + rows).encode())
+
+    counts = await import_contacts(runtime, members("alone"), name="a.csv",
+                                   default_source="customer")
+    assert counts.created == 2500 and sizes == [1000, 1000, 500]
+
+    sizes.clear()
+    await runtime.suppressions.suppress("someone@example.org", topic=None,
+                                        reason="unsubscribe", by=Actor("cli", "cli"))
+    counts = await import_contacts(runtime, members("busy"), name="b.csv",
+                                   default_source="customer")
+    assert counts.created == 2500 and sizes == [250] * 10
+
+
+async def test_a_check_creates_its_new_contacts_in_small_writes_while_others_write(
+    runtime,  # type: ignore[no-untyped-def]
+) -> None:
+    import io
+
+    from service.check_job import check_audience
+    from suppression.suppression_list import Actor
+
+    sizes: list[int] = []
+    real_write = runtime.store.write
+
+    async def watching(fn, *, bulk=False):  # type: ignore[no-untyped-def]
+        result = await real_write(fn, bulk=bulk)
+        if bulk:
+            sizes.append(len(result))  # one contact id per new contact
+        return result
+
+    runtime.store.write = watching  # type: ignore[method-assign]
+    await runtime.suppressions.suppress("someone@example.org", topic=None,
+                                        reason="unsubscribe", by=Actor("cli", "cli"))
+    audience = "email;country\n" + "".join(f"n{i}@example.com;US\n" for i in range(600))
+    sendable, excluded = io.StringIO(), io.StringIO()
+    summary = await check_audience(runtime, io.BytesIO(audience.encode()), topic_id="events",
+                                   sendable_out=sendable, excluded_out=excluded)
+    assert summary.sendable == 600 and sizes == [250, 250, 100]
+    assert sendable.getvalue().count("/u/") >= 600  # every row has its links

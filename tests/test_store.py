@@ -312,6 +312,42 @@ async def test_a_bulk_job_commits_early_when_another_process_waits(tmp_path: Pat
         assert _committed_suppressions(database) == 2
 
 
+async def test_a_waiting_write_goes_before_bulk_work_queued_with_it(tmp_path: Path) -> None:
+    """While the writer is busy, an import batch and a one-click queue up: the one-click
+    runs first (both commit together), and the store says it is contended, so bulk
+    jobs switch to small batches."""
+    import threading
+
+    database = tmp_path / "bulk.db"
+    order: list[str] = []
+    release = threading.Event()
+
+    def busy(tx):  # type: ignore[no-untyped-def]
+        release.wait(5)
+        order.append("busy")
+
+    def tagged(name: str, hashes: list[str]):  # type: ignore[no-untyped-def]
+        fn = _suppress_all(hashes)
+
+        def run(tx):  # type: ignore[no-untyped-def]
+            order.append(name)
+            return fn(tx)
+        return run
+
+    async with SqliteStore(database) as store:
+        assert not store.contended()
+        first = asyncio.ensure_future(store.write(busy, bulk=True))
+        await asyncio.sleep(0.05)  # the writer thread is inside busy()
+        bulk = asyncio.ensure_future(store.write(tagged("bulk", ["aa" * 32]), bulk=True))
+        urgent = asyncio.ensure_future(store.write(tagged("one-click", ["cc" * 32])))
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(first, bulk, urgent)
+        assert order == ["busy", "one-click", "bulk"]
+        assert _committed_suppressions(database) == 2
+        assert store.contended()
+
+
 async def test_closing_the_store_commits_bulk_work_left_open(tmp_path: Path) -> None:
     database = tmp_path / "bulk.db"
     store = SqliteStore(database)

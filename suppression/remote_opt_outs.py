@@ -77,17 +77,15 @@ async def news_only(
     hasher: AddressHasher,
     opt_outs: Sequence[RemoteOptOut],
     mapped_topics: frozenset[str] | None = None,
-) -> tuple[list[RemoteOptOut], Recorded]:
+) -> list[RemoteOptOut]:
     """The opt-outs a write may still have to record, found on a read connection.
 
     A pull re-reads what a tool already told us (its overlap windows, our own pushes
-    echoed back); those are dropped here, before the write lock is taken, and counted
-    in the returned :class:`Recorded` (``already``, ``erased``) as
-    :func:`record_opt_outs` would count them. What is left is recorded by
-    :func:`record_opt_outs` in the write, which checks again inside the transaction,
-    so an opt-out that arrives between the two reads is still recorded exactly once.
-    Invalid addresses are left in for the write to report."""
-    counted = Recorded()
+    echoed back); those (and erased people) are dropped here, before the write lock is
+    taken. What is left is recorded by :func:`record_opt_outs` in the write, which
+    checks again inside the transaction, so an opt-out that arrives between the two
+    reads is still recorded exactly once. Invalid addresses are left in for the write
+    to report."""
     hashes: list[bytes | None] = []
     for opt_out in opt_outs:
         try:
@@ -102,12 +100,11 @@ async def news_only(
     for opt_out, addr_hash in zip(opt_outs, hashes, strict=True):
         existing = by_hash.get(addr_hash, []) if addr_hash is not None else []
         if any(s.reason == "erasure" for s in existing):
-            counted.erased += 1
-        elif existing and in_force(opt_out, existing, mapped_topics):
-            counted.already += 1
-        else:
-            news.append(opt_out)
-    return news, counted
+            continue
+        if existing and in_force(opt_out, existing, mapped_topics):
+            continue
+        news.append(opt_out)
+    return news
 
 
 def record_opt_outs(

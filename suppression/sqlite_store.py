@@ -81,6 +81,8 @@ READERS = 3
 LOCK_POLL_S = 0.001
 """How often the writer retries for the write lock while another process holds it."""
 CHECKPOINT_EVERY_S = 0.25
+"""At most this often, after commits, the WAL is folded into the database (off the
+commit path; bulk stores keep SQLite's own, larger autocheckpoint)."""
 BULK_HOLD_S = 1.0
 BULK_HOLD_REQUESTS = 50
 """Bulk writes (import batches, a check's new contacts) share one transaction for up to
@@ -90,11 +92,9 @@ in one commit write a fraction of the pages of 50 commits (bench/import.py). Any
 that is not bulk commits at once, with the bulk work done so far; so does a bulk
 transaction another process is waiting for (see _Writer.others_waiting)."""
 WAITING_FRESH_S = 0.5
+"""A waiting mark this recent means another process still waits for the write lock."""
 CONTENDED_S = 2.0
 """A write that is not bulk work makes the store "contended" for this long."""
-"""A waiting mark this recent means another process still waits for the write lock."""
-"""At most this often, after commits, the WAL is folded into the database (off the
-commit path; bulk stores keep SQLite's own, larger autocheckpoint)."""
 
 _CONTACT_COLS = (
     "id, address, addr_hash, language, country, kind, source, created_at, erased_at, paused_until, "

@@ -161,7 +161,7 @@ class SyncEngine:
                 # lock: its position is saved with the next page that has news, or once
                 # at the end (a crash before that re-reads those pages: nothing lost).
                 latest = page.position
-                opt_outs, _ = await news_only(self.store, self.hasher, page.opt_outs, mapped)
+                opt_outs = await news_only(self.store, self.hasher, page.opt_outs, mapped)
                 if not opt_outs:
                     idle = True
                     continue
